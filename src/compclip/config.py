@@ -1,0 +1,175 @@
+"""Typed view of params.yaml. Loaded once, validated strictly: unknown keys and wrong types stop the run
+with a message naming the file and the dotted key."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitSizes(Strict):
+    train: int = Field(ge=0)
+    val: int = Field(ge=0)
+    test: int = Field(ge=1)
+
+
+class HoldoutConfig(Strict):
+    attribute_object: list[tuple[str, str]] = []  # (colour, shape)
+    relation: list[tuple[str, str, str]] = []  # (shape, relation, shape)
+    test_fraction: float = Field(0.3, ge=0, le=1)
+
+
+class SynthConfig(Strict):
+    out_dir: Path
+    image_size: int = Field(64, ge=16)
+    grid: int = Field(3, ge=2)
+    scenes: SplitSizes
+    vg_scenes: int = Field(0, ge=0)
+    cc3m_scenes: int = Field(0, ge=0)
+    cc3m_shard_size: int = Field(1000, ge=1)
+    captions_per_image: int = Field(3, ge=1)
+    object_count_weights: list[float] = Field(min_length=1, max_length=9)
+    mention_probability: dict[Literal["size", "pattern", "color"], float]
+    shapes: list[str] = Field(min_length=2)
+    colors: list[str] = Field(min_length=2)
+    sizes: list[str] = Field(min_length=1)
+    patterns: list[str] = Field(min_length=1)
+    holdout: HoldoutConfig = HoldoutConfig()
+    benchmark_tries: int = Field(20, ge=1)
+    jpeg_quality: int = Field(92, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _holdout_uses_vocabulary(self):
+        from compclip.data.world import RELATIONS
+
+        for color, shape in self.holdout.attribute_object:
+            if color not in self.colors or shape not in self.shapes:
+                raise ValueError(f"holdout.attribute_object ({color}, {shape}) is not in colors/shapes")
+        for a, rel, b in self.holdout.relation:
+            if a not in self.shapes or b not in self.shapes or rel not in RELATIONS:
+                raise ValueError(f"holdout.relation ({a}, {rel}, {b}): unknown shape or relation "
+                                 f"(relations: {sorted(RELATIONS)})")
+        if len(self.object_count_weights) > self.grid * self.grid:
+            raise ValueError("object_count_weights allows more objects than grid cells")
+        return self
+
+
+class CocoSource(Strict):
+    captions: Path
+    images: Path
+    split: str | None = None  # default: from the file name, captions_<split>.json
+
+
+class IngestConfig(Strict):
+    out_dir: Path
+    coco: list[CocoSource] = []
+    vg: list[Path] = []
+    cc3m: list[Path] = []
+    max_caption_words: int = Field(64, ge=1)
+    verify_images: bool = True
+    # Sources without native splits (VG, CC3M) are split by a hash of the image key.
+    hash_split: dict[Literal["val", "test"], float] = {"val": 0.05, "test": 0.0}
+
+    @field_validator("hash_split")
+    @classmethod
+    def _fractions(cls, v):
+        if any(x < 0 for x in v.values()) or sum(v.values()) >= 1:
+            raise ValueError("hash_split fractions must be >= 0 and sum to < 1")
+        return v
+
+
+class ModelConfig(Strict):
+    name: str
+    pretrained: str | None = None  # an open_clip tag such as 'openai', or a local weights file
+    cache_dir: Path | None = None
+
+
+class TrainConfig(Strict):
+    method: Literal["clip"] = "clip"
+    out_dir: Path
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=2)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip_norm: float | None = Field(None, gt=0)
+    precision: Literal["fp32", "amp", "amp_bf16"] = "fp32"
+    device: str = "auto"
+    checkpoint_every_steps: int = Field(0, ge=0)  # 0: only at the end of each epoch
+    resume: str | None = "latest"  # "latest", a checkpoint path, or null
+    num_workers: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1)
+
+
+class EvaluateConfig(Strict):
+    out_dir: Path
+    batch_size: int = Field(256, ge=1)
+    bootstrap_samples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    recall_at: list[int] = [1, 5, 10]
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_root: Path = Path("mlflow/artifacts")
+    experiment: str = "compclip"
+
+
+class Params(Strict):
+    seed: int = 0
+    synth: SynthConfig
+    ingest: IngestConfig
+    model: ModelConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    mlflow: MlflowConfig = MlflowConfig()
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, not YAML, or does not match the schema."""
+
+
+def _format(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {err.error_count()} invalid setting(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see params.yaml for valid keys)")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the repository root)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format(e, path)) from None
+
+
+@lru_cache(maxsize=None)
+def params(path: str = str(DEFAULT_PARAMS)) -> Params:
+    """The process-wide params, parsed once."""
+    return load_params(path)

@@ -1,0 +1,53 @@
+"""What the source readers yield, and the helpers they share."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (image, caption) record as a reader found it, before the common checks."""
+
+    source: str
+    file: str
+    key: str
+    image_key: str  # identifies the image within its source (e.g. COCO image id)
+    image_path: str
+    caption: object  # not yet checked to be a string
+    split: str | None = None  # None: assigned by hash
+    bbox: tuple[float, float, float, float] | None = None  # x, y, w, h
+
+
+class SourceError(ValueError):
+    """A source file that cannot be read at all (not JSON, wrong top-level shape)."""
+
+
+def load_json(path: Path):
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: not valid JSON ({e})") from None
+
+
+def expect(obj, kind: type, path: Path, what: str):
+    if not isinstance(obj, kind):
+        raise SourceError(f"{path}: expected {what} ({kind.__name__}), got {type(obj).__name__}")
+    return obj
+
+
+def join_under(root: Path, relative: str) -> str | None:
+    """root/relative as a string, or None when it would leave root (absolute paths, '..')."""
+    if os.path.isabs(relative):
+        return None
+    joined = os.path.normpath(os.path.join(root, relative))
+    base = os.path.normpath(root)
+    if os.path.commonpath([os.path.abspath(joined), os.path.abspath(base)]) != os.path.abspath(base):
+        return None
+    return joined
