@@ -114,8 +114,14 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, ge=1)
 
 
+class SugarcrepeSource(Strict):
+    data: Path  # folder with replace_obj.json, swap_att.json, ...
+    images: Path  # folder the items' filenames are relative to (COCO val2017 for the real benchmark)
+
+
 class EvaluateConfig(Strict):
     out_dir: Path
+    sugarcrepe: SugarcrepeSource
     batch_size: int = Field(256, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)

@@ -1,0 +1,94 @@
+"""`compclip ...`: the library's steps for ad-hoc use, outside `dvc repro`. Same functions as stages/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _ingest(a: argparse.Namespace) -> dict:
+    from compclip.data.manifest import ingest
+
+    if len(a.coco_captions) != len(a.coco_images):
+        raise ValueError("give one --coco-images for each --coco-captions (in the same order)")
+    coco = [(Path(c), Path(i), None) for c, i in zip(a.coco_captions, a.coco_images)]
+    return ingest(coco, [Path(d) for d in a.vg_dir], [Path(p) for p in a.cc3m], Path(a.out),
+                  a.max_caption_words, not a.no_verify_images, {"val": a.val_fraction, "test": a.test_fraction})
+
+
+def _evaluate_sugarcrepe(a: argparse.Namespace) -> dict:
+    from compclip.evaluation.report import sugarcrepe_table
+    from compclip.evaluation.run import evaluate_sugarcrepe
+
+    results = evaluate_sugarcrepe(a.model, Path(a.data), Path(a.images), a.device, a.batch_size,
+                                  a.bootstrap_samples, seed=a.seed)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(sugarcrepe_table({a.model: results}), file=sys.stderr)
+    return {"out": a.out, **results["sugarcrepe_groups"]}
+
+
+def _report(a: argparse.Namespace) -> None:
+    from compclip.evaluation.report import sugarcrepe_table
+
+    results = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in a.metrics}
+    print(sugarcrepe_table(results))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compclip", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="read COCO / Visual Genome / CC3M into a manifest + quarantine")
+    ing.add_argument("--coco-captions", action="append", default=[], help="captions_<split>.json (repeatable)")
+    ing.add_argument("--coco-images", action="append", default=[], help="image folder of the matching captions file")
+    ing.add_argument("--vg-dir", action="append", default=[], help="Visual Genome folder (repeatable)")
+    ing.add_argument("--cc3m", action="append", default=[], help="folder of img2dataset .tar shards, or one shard")
+    ing.add_argument("--out", required=True)
+    ing.add_argument("--max-caption-words", type=int, default=64)
+    ing.add_argument("--no-verify-images", action="store_true", help="check existence only, do not decode")
+    ing.add_argument("--val-fraction", type=float, default=0.05, help="for sources without splits")
+    ing.add_argument("--test-fraction", type=float, default=0.0, help="for sources without splits")
+    ing.set_defaults(fn=_ingest)
+
+    ev = sub.add_parser("evaluate", help="score a model on a benchmark")
+    evsub = ev.add_subparsers(dest="benchmark", required=True)
+    sc = evsub.add_parser("sugarcrepe", help="SugarCrepe-format files: accuracy per file with a bootstrap CI")
+    sc.add_argument("--data", required=True, help="folder with replace_obj.json, swap_att.json, ...")
+    sc.add_argument("--images", required=True, help="folder the items' filenames are relative to")
+    sc.add_argument("--model", required=True, help="checkpoint path | NAME:PRETRAINED | models:/name@alias")
+    sc.add_argument("--out", required=True, help="results JSON")
+    sc.add_argument("--device", default="auto")
+    sc.add_argument("--batch-size", type=int, default=256)
+    sc.add_argument("--bootstrap-samples", type=int, default=1000)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.set_defaults(fn=_evaluate_sugarcrepe)
+
+    rep = sub.add_parser("report", help="print a side-by-side table of metrics.json files")
+    rep.add_argument("metrics", nargs="+", help="reports/<method>/metrics.json ...")
+    rep.set_defaults(fn=_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compclip.data.records import SourceError
+    from compclip.models.factory import PretrainedUnavailable
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("compclip").setLevel(logging.INFO)
+    args = parser().parse_args(argv)
+    try:
+        result = args.fn(args)
+    except (SourceError, PretrainedUnavailable, ValueError, FileNotFoundError) as e:
+        print(f"compclip {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

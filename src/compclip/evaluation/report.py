@@ -1,0 +1,25 @@
+"""Plain-text tables of evaluation results, for the terminal and the demo."""
+
+from __future__ import annotations
+
+from compclip.evaluation.sugarcrepe import FILES
+
+
+def sugarcrepe_table(results: dict[str, dict]) -> str:
+    """results: {method: metrics.json content}. One row per SugarCrepe file, one column per method."""
+    methods = list(results)
+    width = max(18, *(len(m) + 2 for m in methods))
+    head = f"{'':14}" + "".join(f"{m:>{width}}" for m in methods)
+    lines = [head]
+    files = [f for f in FILES if any(f in r["sugarcrepe"] for r in results.values())]
+    for f in files:
+        cells = []
+        for m in methods:
+            r = results[m]["sugarcrepe"].get(f)
+            cells.append(f"{100 * r['accuracy']:5.1f} [{100 * r['ci_low']:4.1f},{100 * r['ci_high']:5.1f}]"
+                         if r else "-")
+        lines.append(f"{f:14}" + "".join(f"{c:>{width}}" for c in cells))
+    for key in ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "chance_R@1"):
+        if all(key in r.get("retrieval", {}) for r in results.values()):
+            lines.append(f"{key:14}" + "".join(f"{100 * results[m]['retrieval'][key]:>{width}.1f}" for m in methods))
+    return "\n".join(lines)

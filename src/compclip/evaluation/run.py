@@ -1,0 +1,53 @@
+"""The evaluate step: load a model, score the benchmarks, write metrics JSON and log to MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+
+from compclip.config import EvaluateConfig, MlflowConfig
+from compclip.evaluation.encode import EmbeddingCache
+from compclip.evaluation.evaluate import group_means, score_retrieval, score_sugarcrepe
+from compclip.evaluation.sugarcrepe import read_sugarcrepe
+from compclip.models.factory import load_model
+from compclip.training.data import load_split
+from compclip.training.trainer import resolve_device
+
+
+def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "auto", batch_size: int = 256,
+                        bootstrap_samples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                        cache: EmbeddingCache | None = None) -> dict:
+    dev = resolve_device(device)
+    cache = cache or EmbeddingCache(load_model(model, dev), dev, batch_size)
+    per_file = score_sugarcrepe(cache, read_sugarcrepe(data, images), bootstrap_samples, confidence, seed)
+    return {"model": model, "sugarcrepe": per_file, "sugarcrepe_groups": group_means(per_file)}
+
+
+def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, device: str = "auto",
+                   mlflow_cfg: MlflowConfig | None = None, run_id: str | None = None) -> dict:
+    dev = resolve_device(device)
+    cache = EmbeddingCache(load_model(model, dev), dev, cfg.batch_size)
+    results = evaluate_sugarcrepe(model, cfg.sugarcrepe.data, cfg.sugarcrepe.images,
+                                  bootstrap_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed,
+                                  cache=cache)
+    results["retrieval"] = score_retrieval(cache, load_split(manifest, "test"), cfg.recall_at)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    if mlflow_cfg is not None:
+        _log(results, out / "metrics.json", mlflow_cfg, run_id)
+    return results
+
+
+def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None) -> None:
+    from compclip.training import tracking
+
+    experiment_id = tracking.configure(mlflow_cfg)
+    with tracking.tracked_run(experiment_id, "evaluate", run_id):
+        flat = {f"eval/sugarcrepe/{k}": v["accuracy"] for k, v in results["sugarcrepe"].items()}
+        flat |= {f"eval/sugarcrepe_{k}": v for k, v in results["sugarcrepe_groups"].items()}
+        flat |= {f"eval/retrieval/{k}": v for k, v in results["retrieval"].items()}
+        mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in flat.items()})
+        mlflow.log_artifact(str(path), artifact_path="evaluation")

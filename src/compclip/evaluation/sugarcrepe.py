@@ -1,0 +1,44 @@
+"""SugarCrepe files: {type}.json, a dict keyed by string index of {filename, caption, negative_caption}."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from compclip.data.records import SourceError, expect, join_under, load_json
+
+FILES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
+GROUPS = {"replace": ("replace_obj", "replace_att", "replace_rel"), "swap": ("swap_obj", "swap_att"),
+          "add": ("add_obj", "add_att")}
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    image_path: str
+    caption: str
+    negative: str
+
+
+def read_sugarcrepe(data_dir: Path, images_dir: Path, files=FILES) -> dict[str, list[Item]]:
+    """The benchmark files present in data_dir (at least one must be); an item that is not well formed stops
+    with its file and key."""
+    data_dir, images_dir = Path(data_dir), Path(images_dir)
+    out: dict[str, list[Item]] = {}
+    for name in files:
+        path = data_dir / f"{name}.json"
+        if not path.exists():
+            continue
+        items = []
+        for key, rec in expect(load_json(path), dict, path, "an object keyed by item index").items():
+            if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str)
+                                                    for k in ("filename", "caption", "negative_caption")):
+                raise SourceError(f"{path}: item {key!r} needs string filename, caption and negative_caption")
+            image = join_under(images_dir, rec["filename"])
+            if image is None:
+                raise SourceError(f"{path}: item {key!r}: filename {rec['filename']!r} leaves {images_dir}")
+            items.append(Item(key, image, rec["caption"], rec["negative_caption"]))
+        out[name] = items
+    if not out:
+        raise SourceError(f"{data_dir}: none of the SugarCrepe files {[f + '.json' for f in files]} is there")
+    return out
