@@ -92,6 +92,7 @@ def _scene_record(rs: RenderedScene, cfg: SynthConfig, image_path: str) -> dict:
         "image_id": rs.image_id, "source": rs.source, "split": rs.split, "image_path": image_path,
         "held_out": rs.held_out,
         "objects": [{"id": i, "shape": o.shape, "color": o.color, "size": o.size, "pattern": o.pattern,
+                     "row": o.row, "col": o.col,
                      "bbox": list(object_box(o, cfg.image_size, cfg.grid))} for i, o in enumerate(objs)],
         "relations": [[i, rel, j] for i, rel, j in rs.scene.true_relations()],
         "captions": [render_caption(d) for d in rs.descriptions],

@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compclip.config import ConfigError, load_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path, mutate):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_repo_params_load():
+    p = load_params(REPO / "params.yaml")
+    assert p.train.method == "clip" and p.synth.scenes.test > 0
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, lambda r: r["train"].update(batchsize=3))
+    with pytest.raises(ConfigError) as e:
+        load_params(path)
+    assert str(path) in str(e.value) and "train.batchsize: unknown key" in str(e.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = write(tmp_path, lambda r: r["train"].update(batch_size="lots"))
+    with pytest.raises(ConfigError, match=r"train\.batch_size: .*integer.*'lots'"):
+        load_params(path)
+
+
+def test_out_of_range_and_bad_enum(tmp_path):
+    path = write(tmp_path, lambda r: (r["train"].update(precision="fp8"), r["synth"]["scenes"].update(test=0)))
+    with pytest.raises(ConfigError) as e:
+        load_params(path)
+    assert "train.precision" in str(e.value) and "synth.scenes.test" in str(e.value)
+
+
+def test_holdout_must_use_vocabulary(tmp_path):
+    path = write(tmp_path, lambda r: r["synth"]["holdout"].update(attribute_object=[["teal", "circle"]]))
+    with pytest.raises(ConfigError, match="teal"):
+        load_params(path)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)

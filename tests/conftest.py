@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny shapes world made once per session, in the real file formats."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+from compclip.config import load_params  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params(tmp: Path, **train_overrides):
+    """The repo's params.yaml shrunk to seconds of work, with every output under tmp."""
+    p = load_params(REPO / "params.yaml")
+    synth = p.synth.model_copy(update={
+        "out_dir": tmp / "synth", "scenes": p.synth.scenes.model_copy(update={"train": 240, "val": 20, "test": 60}),
+        "vg_scenes": 20, "cc3m_scenes": 30, "cc3m_shard_size": 16})
+    s = tmp / "synth"
+    ingest = p.ingest.model_copy(update={
+        "out_dir": tmp / "ingest", "vg": [s / "vg"], "cc3m": [s / "cc3m"],
+        "coco": [c.model_copy(update={"captions": s / "coco/annotations" / f"captions_{k}.json", "images": s / "coco" / k})
+                 for c, k in zip(p.ingest.coco, ("train", "val", "test"))]})
+    model = p.model.model_copy(update={"name": "compclip-micro"})
+    train = p.train.model_copy(update={"out_dir": tmp / "models", "batch_size": 32, "epochs": 2, "warmup_steps": 3,
+                                       "checkpoint_every_steps": 5, **train_overrides})
+    evaluate = p.evaluate.model_copy(update={
+        "out_dir": tmp / "reports", "bootstrap_samples": 200,
+        "sugarcrepe": p.evaluate.sugarcrepe.model_copy(update={"data": s / "sugarcrepe", "images": s / "coco/test"})})
+    mlf = p.mlflow.model_copy(update={"tracking_uri": f"sqlite:///{tmp}/mlflow/mlflow.db",
+                                      "artifact_root": tmp / "mlflow/artifacts"})
+    return p.model_copy(update={"synth": synth, "ingest": ingest, "model": model, "train": train,
+                                "evaluate": evaluate, "mlflow": mlf})
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """A synthesized and ingested tiny world: (params, manifest path)."""
+    from compclip.data.manifest import ingest
+    from compclip.data.synth import synthesize
+
+    tmp = tmp_path_factory.mktemp("world")
+    p = tiny_params(tmp)
+    synthesize(p.synth, p.seed)
+    c = p.ingest
+    ingest([(s.captions, s.images, s.split) for s in c.coco], c.vg, c.cc3m, c.out_dir, c.max_caption_words,
+           c.verify_images, c.hash_split)
+    return p, Path(c.out_dir) / "manifest.parquet"

@@ -1,0 +1,185 @@
+"""Each reader on well-formed and malformed files, with the accounting identity read == kept + quarantined."""
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from compclip.data.manifest import ingest
+from compclip.data.records import SourceError
+
+
+def jpeg(color=(200, 10, 10)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def corrupt_jpeg() -> bytes:
+    return jpeg()[:60]  # a header and nothing else: truncated
+
+
+def summary_and_quarantine(out: Path):
+    s = json.loads((out / "summary.json").read_text())
+    q = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    m = pd.read_parquet(out / "manifest.parquet")
+    assert s["read"] == s["kept"] + s["quarantined"] == len(m) + len(q)
+    assert s["by_reason"] == {r: sum(e["reason"] == r for e in q) for r in {e["reason"] for e in q}}
+    return s, q, m
+
+
+@pytest.fixture
+def coco(tmp_path):
+    img = tmp_path / "images"
+    img.mkdir()
+    (img / "a.jpg").write_bytes(jpeg())
+    (img / "b.jpg").write_bytes(jpeg((0, 0, 200)))
+    (img / "bad.jpg").write_bytes(corrupt_jpeg())
+    (tmp_path / "secret.jpg").write_bytes(jpeg())
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"},
+                   {"id": 3, "file_name": "bad.jpg"}, {"id": 4, "file_name": "missing.jpg"},
+                   {"id": 5, "file_name": "../secret.jpg"}, {"id": 6}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "caption": "a red square"},
+            {"id": 11, "image_id": 1, "caption": "  a   red square "},  # same pair after whitespace: duplicate
+            {"id": 12, "image_id": 2, "caption": "a blue square"},
+            {"id": 12, "image_id": 2, "caption": "another caption"},  # duplicate id
+            {"id": 13, "image_id": 3, "caption": "corrupt"},
+            {"id": 14, "image_id": 4, "caption": "missing"},
+            {"id": 15, "image_id": 5, "caption": "escapes"},
+            {"id": 16, "image_id": 2, "caption": "   "},
+            {"id": 17, "image_id": 2, "caption": "word " * 70},
+            {"id": 18, "image_id": 2},  # missing key
+            {"id": 19, "image_id": 6, "caption": "image entry lacks file_name"},
+            {"id": 20, "image_id": 99, "caption": "unknown image"},
+            {"id": 21, "image_id": 2, "caption": 42},
+        ],
+    }
+    ann = tmp_path / "captions_train2017.json"
+    ann.write_text(json.dumps(data))
+    return ann, img
+
+
+def test_coco_every_reason_and_identity(coco, tmp_path):
+    ann, img = coco
+    ingest([(ann, img, None)], [], [], tmp_path / "out", max_caption_words=64)
+    s, q, m = summary_and_quarantine(tmp_path / "out")
+    assert s["read"] == 13 and s["kept"] == 2
+    assert sorted(m["sample_id"]) == ["coco:10", "coco:12"]
+    assert set(m["split"]) == {"train"}  # from the file name captions_train2017.json
+    reasons = {e["key"]: e["reason"] for e in q}
+    assert reasons == {"11": "duplicate", "12": "duplicate", "13": "corrupt_image", "14": "missing_image",
+                       "15": "path_outside_root", "16": "empty_caption", "17": "caption_too_long",
+                       "annotations[9]": "malformed_record", "19": "malformed_record", "20": "malformed_record",
+                       "21": "malformed_record"}
+    assert all(e["file"] == str(ann) and e["source"] == "coco" for e in q)
+
+
+def test_not_json_stops_with_the_file_name(tmp_path):
+    bad = tmp_path / "captions_val2014.json"
+    bad.write_text("this is not json {")
+    with pytest.raises(SourceError, match=str(bad) + ": not valid JSON"):
+        ingest([(bad, tmp_path, None)], [], [], tmp_path / "out")
+    wrong = tmp_path / "captions_val2015.json"
+    wrong.write_text("[]")
+    with pytest.raises(SourceError, match="expected an object"):
+        ingest([(wrong, tmp_path, None)], [], [], tmp_path / "out")
+
+
+def test_split_must_be_known(tmp_path, coco):
+    ann, img = coco
+    odd = tmp_path / "my_annotations.json"
+    odd.write_text(ann.read_text())
+    with pytest.raises(SourceError, match="set `split`"):
+        ingest([(odd, img, None)], [], [], tmp_path / "out")
+    ingest([(odd, img, "val")], [], [], tmp_path / "out")
+    assert set(pd.read_parquet(tmp_path / "out/manifest.parquet")["split"]) == {"val"}
+
+
+def test_same_image_in_two_splits_is_quarantined(tmp_path, coco):
+    ann, img = coco
+    other = tmp_path / "captions_val2017.json"
+    other.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
+                                 "annotations": [{"id": 500, "image_id": 1, "caption": "a red thing"}]}))
+    ingest([(ann, img, None), (other, img, None)], [], [], tmp_path / "out")
+    _, q, _ = summary_and_quarantine(tmp_path / "out")
+    assert {e["key"]: e["reason"] for e in q}["500"] == "image_in_two_splits"
+
+
+def write_vg(root: Path):
+    (root / "VG_100K").mkdir(parents=True)
+    (root / "VG_100K" / "1.jpg").write_bytes(jpeg())
+    (root / "VG_100K" / "2.jpg").write_bytes(corrupt_jpeg())
+    (root / "image_data.json").write_text(json.dumps([
+        {"image_id": 1, "url": "https://x/rak248/VG_100K/1.jpg"},
+        {"image_id": 2, "url": "https://x/rak248/VG_100K/2.jpg"},
+        {"image_id": 3, "url": "https://x/../../3.jpg"}]))
+    (root / "region_descriptions.json").write_text(json.dumps([
+        {"id": 1, "regions": [
+            {"region_id": 1, "image_id": 1, "phrase": "a red square", "x": 0, "y": 0, "width": 8, "height": 8},
+            {"region_id": 2, "image_id": 1, "phrase": "", "x": 0, "y": 0, "width": 8, "height": 8},
+            {"region_id": 3, "image_id": 1, "phrase": "no box", "x": 0, "y": 0},
+            {"region_id": 4, "image_id": 1, "phrase": "negative", "x": -1, "y": 0, "width": 8, "height": 8},
+            {"region_id": 5, "image_id": 7, "phrase": "unknown image", "x": 0, "y": 0, "width": 8, "height": 8}]},
+        {"id": 2, "regions": [
+            {"region_id": 6, "image_id": 2, "phrase": "corrupt", "x": 0, "y": 0, "width": 8, "height": 8}]},
+        {"id": 3, "regions": [
+            {"region_id": 7, "image_id": 3, "phrase": "escapes", "x": 0, "y": 0, "width": 8, "height": 8}]},
+        {"id": 4}]))
+
+
+def test_vg_reader(tmp_path):
+    write_vg(tmp_path / "vg")
+    ingest([], [tmp_path / "vg"], [], tmp_path / "out")
+    s, q, m = summary_and_quarantine(tmp_path / "out")
+    assert s["read"] == 8 and s["kept"] == 1
+    row = m.iloc[0]
+    assert row["caption"] == "a red square" and (row["bbox_w"], row["bbox_h"]) == (8.0, 8.0)
+    assert row["image_path"].endswith("vg/VG_100K/1.jpg")
+    assert {e["key"]: e["reason"] for e in q} == {
+        "2": "empty_caption", "3": "malformed_record", "4": "malformed_record", "5": "malformed_record",
+        "6": "corrupt_image", "7": "path_outside_root", "[3]": "malformed_record"}
+
+
+def add(tar, name, data: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def test_cc3m_reader(tmp_path):
+    shards = tmp_path / "cc3m"
+    shards.mkdir()
+    with tarfile.open(shards / "00000.tar", "w") as tar:
+        add(tar, "000000000.jpg", jpeg())
+        add(tar, "000000000.txt", b"a red square")
+        add(tar, "000000000.json", json.dumps({"caption": "a red square", "key": "000000000"}).encode())
+        add(tar, "000000001.jpg", corrupt_jpeg())
+        add(tar, "000000001.txt", b"corrupt")
+        add(tar, "000000002.txt", b"no image")
+        add(tar, "000000003.jpg", jpeg())
+        add(tar, "000000003.json", json.dumps({"caption": "caption from json"}).encode())
+        add(tar, "000000004.jpg", jpeg())
+        add(tar, "000000004.txt", b"")
+        add(tar, "000000005.jpg", jpeg())
+        add(tar, "000000005.json", b"not json")
+    ingest([], [], [shards], tmp_path / "out", split_fractions={"val": 0.0, "test": 0.0})
+    s, q, m = summary_and_quarantine(tmp_path / "out")
+    assert s["read"] == 6 and s["kept"] == 2
+    assert sorted(m["caption"]) == ["a red square", "caption from json"]
+    assert {e["key"]: e["reason"] for e in q} == {"000000001": "corrupt_image", "000000002": "missing_image",
+                                                 "000000004": "empty_caption", "000000005": "malformed_record"}
+    # the manifest path opens the image inside the shard
+    from compclip.training.data import load_image
+    assert load_image(next(m.itertuples())).size == (16, 16)
+
+
+def test_cc3m_not_a_tar(tmp_path):
+    (tmp_path / "00000.tar").write_text("plain text")
+    with pytest.raises(SourceError, match="00000.tar: not a tar archive"):
+        ingest([], [], [tmp_path / "00000.tar"], tmp_path / "out")

@@ -1,0 +1,81 @@
+"""Evaluation: the CLI on a trained checkpoint, model specs, retrieval, clear errors."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from compclip.cli import main
+from compclip.evaluation.run import run_evaluation
+from compclip.models.factory import PretrainedUnavailable, create, load_model
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    from compclip.training.trainer import train
+    from tests.conftest import tiny_params
+
+    base, manifest = world
+    p = tiny_params(tmp_path_factory.mktemp("eval"), epochs=1).model_copy(update={"mlflow": base.mlflow})
+    return p, manifest, train(p.train, p.model, p.mlflow, manifest, p.seed)
+
+
+def test_cli_evaluate_sugarcrepe(trained, tmp_path, capsys):
+    p, _, summary = trained
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "sugarcrepe", "--data", str(p.evaluate.sugarcrepe.data), "--images",
+               str(p.evaluate.sugarcrepe.images), "--model", summary["model"], "--out", str(out),
+               "--bootstrap-samples", "100"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert set(r["sugarcrepe"]) == {"replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att",
+                                    "add_obj", "add_att"}
+    for v in r["sugarcrepe"].values():
+        assert 0 <= v["ci_low"] <= v["accuracy"] <= v["ci_high"] <= 1 and v["n"] > 0
+    assert set(r["sugarcrepe_groups"]) == {"replace", "swap", "add"}
+
+
+def test_stage_evaluation_logs_into_the_training_run(trained):
+    p, manifest, summary = trained
+    r = run_evaluation(summary["model"], p.evaluate, manifest, p.seed, "cpu", p.mlflow, summary["run_id"])
+    assert r["retrieval"]["images"] == p.synth.scenes.test
+    assert 0 <= r["retrieval"]["i2t_R@1"] <= r["retrieval"]["i2t_R@5"] <= r["retrieval"]["i2t_R@10"] <= 1
+    assert json.loads((Path(p.evaluate.out_dir) / "metrics.json").read_text()) == json.loads(json.dumps(r))
+    run = mlflow.get_run(summary["run_id"])
+    assert run.data.metrics["eval/sugarcrepe/swap_att"] == r["sugarcrepe"]["swap_att"]["accuracy"]
+
+
+def test_registered_model_loads_by_uri(trained):
+    p, _, summary = trained
+    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
+    mv = mlflow.register_model(f"runs:/{summary['run_id']}/model", "compclip-test")
+    bundle = load_model(f"models:/compclip-test/{mv.version}")
+    ref = load_model(summary["model"])
+    tokens = ref.tokenizer(["a red square"])
+    assert bundle.name == "compclip-micro"
+    assert (bundle.model.encode_text(tokens) - ref.model.encode_text(tokens)).abs().max() < 1e-6
+
+
+def test_bad_model_specs_are_explained(tmp_path):
+    with pytest.raises(ValueError, match="not a file, not NAME:PRETRAINED"):
+        load_model("nonsense")
+    with pytest.raises(ValueError, match="has no pretrained tag 'nope'"):
+        create("ViT-B-32", "nope")
+    with pytest.raises(ValueError, match="unknown model"):
+        create("no-such-model")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not a readable compclip checkpoint"):
+        load_model(str(tmp_path / "junk.pt"))
+
+
+def test_pretrained_offline_says_what_to_do():
+    # HF_HUB_OFFLINE=1 (conftest): fails at once instead of retrying the network
+    with pytest.raises(PretrainedUnavailable, match="set `model.pretrained` in params.yaml to its local path"):
+        create("RN50", "openai")
+
+
+def test_cli_error_is_one_clear_line(tmp_path, capsys):
+    rc = main(["evaluate", "sugarcrepe", "--data", str(tmp_path), "--images", str(tmp_path), "--model",
+               "nonsense", "--out", str(tmp_path / "x.json")])
+    assert rc == 1 and "compclip evaluate: error:" in capsys.readouterr().err

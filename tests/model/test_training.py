@@ -1,0 +1,82 @@
+"""Training: exact resume after a crash, MLflow run status, checkpoints that do not match are not resumed."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from compclip.models.checkpoint import latest_checkpoint, load_checkpoint
+from compclip.training.trainer import train
+from tests.conftest import tiny_params
+
+
+def weights(path: Path) -> dict:
+    return load_checkpoint(path)["model"]
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def run_status(p, run_id):
+    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
+    return mlflow.get_run(run_id).info.status
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(world, tmp_path_factory):
+    base, manifest = world
+    tmp = tmp_path_factory.mktemp("straight")
+    p = tiny_params(tmp)
+    p = p.model_copy(update={"mlflow": base.mlflow})
+    summary = train(p.train, p.model, p.mlflow, manifest, p.seed)
+    return p, summary
+
+
+def test_uninterrupted_run_is_logged(uninterrupted):
+    p, summary = uninterrupted
+    assert run_status(p, summary["run_id"]) == "FINISHED"
+    run = mlflow.get_run(summary["run_id"])
+    assert run.data.params["method"] == "clip" and "loss" in run.data.metrics and "logit_scale" in run.data.metrics
+    history = mlflow.MlflowClient().get_metric_history(summary["run_id"], "loss")
+    assert [m.step for m in history] == list(range(1, summary["steps"] + 1))  # every step logged
+    assert run.data.tags["torch"] == torch.__version__
+
+
+def test_resume_after_crash_gives_identical_weights(world, uninterrupted, tmp_path):
+    base, manifest = world
+    p_ref, ref = uninterrupted
+    p = tiny_params(tmp_path).model_copy(update={"mlflow": base.mlflow})
+    steps = ref["steps"]
+    crash_at = steps // 2 + 2  # mid-epoch, a few steps after a checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        train(p.train, p.model, p.mlflow, manifest, p.seed, stop_after_steps=crash_at)
+    ckpt = latest_checkpoint(Path(p.train.out_dir) / "checkpoints")
+    first_run = load_checkpoint(ckpt)["run_id"]
+    assert load_checkpoint(ckpt)["step"] < crash_at
+    assert run_status(p, first_run) == "KILLED"  # never left RUNNING
+
+    resumed = train(p.train, p.model, p.mlflow, manifest, p.seed)
+    assert resumed["run_id"] == first_run and run_status(p, first_run) == "FINISHED"
+    assert same(weights(Path(p.train.out_dir) / "model.pt"), weights(Path(p_ref.train.out_dir) / "model.pt"))
+    a, b = (load_checkpoint(latest_checkpoint(Path(x.train.out_dir) / "checkpoints")) for x in (p, p_ref))
+    assert a["step"] == b["step"] == steps
+    assert same(a["optimizer"]["state"][0], b["optimizer"]["state"][0])
+
+
+def test_changed_params_do_not_resume(world, uninterrupted, tmp_path):
+    base, manifest = world
+    p_ref, ref = uninterrupted
+    p = tiny_params(tmp_path, lr=p_ref.train.lr * 2, epochs=1).model_copy(update={"mlflow": base.mlflow})
+    out = Path(p.train.out_dir)
+    out.mkdir(parents=True)
+    # seed the checkpoint folder with the other run's checkpoints
+    src = Path(p_ref.train.out_dir) / "checkpoints"
+    (out / "checkpoints").mkdir()
+    for f in src.glob("*.pt"):
+        (out / "checkpoints" / f.name).write_bytes(f.read_bytes())
+    summary = train(p.train, p.model, p.mlflow, manifest, p.seed)
+    assert summary["run_id"] != ref["run_id"]  # a fresh run, not a continuation
+    assert json.loads((out / "summary.json").read_text())["steps"] == ref["steps"] // 2
