@@ -52,3 +52,10 @@ def world(tmp_path_factory):
     ingest([(s.captions, s.images, s.split) for s in c.coco], c.vg, c.cc3m, c.out_dir, c.max_caption_words,
            c.verify_images, c.hash_split)
     return p, Path(c.out_dir) / "manifest.parquet"
+
+
+def run_params(base, tmp: Path, **train_overrides):
+    """base params (sharing its world and MLflow store) with training and report outputs under tmp."""
+    return base.model_copy(update={
+        "train": base.train.model_copy(update={"out_dir": tmp / "models", **train_overrides}),
+        "evaluate": base.evaluate.model_copy(update={"out_dir": tmp / "reports"})})

@@ -14,10 +14,10 @@ from compclip.models.factory import PretrainedUnavailable, create, load_model
 @pytest.fixture(scope="module")
 def trained(world, tmp_path_factory):
     from compclip.training.trainer import train
-    from tests.conftest import tiny_params
+    from tests.conftest import run_params
 
     base, manifest = world
-    p = tiny_params(tmp_path_factory.mktemp("eval"), epochs=1).model_copy(update={"mlflow": base.mlflow})
+    p = run_params(base, tmp_path_factory.mktemp("eval"), epochs=1)
     return p, manifest, train(p.train, p.model, p.mlflow, manifest, p.seed)
 
 

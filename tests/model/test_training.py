@@ -9,7 +9,7 @@ import torch
 
 from compclip.models.checkpoint import latest_checkpoint, load_checkpoint
 from compclip.training.trainer import train
-from tests.conftest import tiny_params
+from tests.conftest import run_params
 
 
 def weights(path: Path) -> dict:
@@ -29,8 +29,7 @@ def run_status(p, run_id):
 def uninterrupted(world, tmp_path_factory):
     base, manifest = world
     tmp = tmp_path_factory.mktemp("straight")
-    p = tiny_params(tmp)
-    p = p.model_copy(update={"mlflow": base.mlflow})
+    p = run_params(base, tmp)
     summary = train(p.train, p.model, p.mlflow, manifest, p.seed)
     return p, summary
 
@@ -48,7 +47,7 @@ def test_uninterrupted_run_is_logged(uninterrupted):
 def test_resume_after_crash_gives_identical_weights(world, uninterrupted, tmp_path):
     base, manifest = world
     p_ref, ref = uninterrupted
-    p = tiny_params(tmp_path).model_copy(update={"mlflow": base.mlflow})
+    p = run_params(base, tmp_path)
     steps = ref["steps"]
     crash_at = steps // 2 + 2  # mid-epoch, a few steps after a checkpoint
     with pytest.raises(KeyboardInterrupt):
@@ -69,7 +68,7 @@ def test_resume_after_crash_gives_identical_weights(world, uninterrupted, tmp_pa
 def test_changed_params_do_not_resume(world, uninterrupted, tmp_path):
     base, manifest = world
     p_ref, ref = uninterrupted
-    p = tiny_params(tmp_path, lr=p_ref.train.lr * 2, epochs=1).model_copy(update={"mlflow": base.mlflow})
+    p = run_params(base, tmp_path, lr=p_ref.train.lr * 2, epochs=1)
     out = Path(p.train.out_dir)
     out.mkdir(parents=True)
     # seed the checkpoint folder with the other run's checkpoints

@@ -23,7 +23,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "gray": (140, 140, 140),
 }
 BACKGROUND = (45, 45, 55)
-SIZE_FRACTION = {"small": 0.28, "large": 0.46}  # object radius as a fraction of a grid cell
+SIZE_FRACTION = {"small": 0.32, "large": 0.46}  # object radius as a fraction of a grid cell
 SHAPES = ("square", "circle", "triangle", "diamond", "star", "cross")
 
 
