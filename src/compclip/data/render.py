@@ -24,7 +24,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 BACKGROUND = (45, 45, 55)
 SIZE_FRACTION = {"small": 0.32, "large": 0.46}  # object radius as a fraction of a grid cell
-SHAPES = ("square", "circle", "triangle", "diamond", "star", "cross")
+SHAPES = ("square", "circle", "triangle", "diamond", "star", "cross", "heart", "arrow")
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
@@ -47,6 +47,18 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return [(cx - t, cy - r), (cx + t, cy - r), (cx + t, cy - t), (cx + r, cy - t), (cx + r, cy + t),
                 (cx + t, cy + t), (cx + t, cy + r), (cx - t, cy + r), (cx - t, cy + t), (cx - r, cy + t),
                 (cx - r, cy - t), (cx - t, cy - t)]
+    if shape == "heart":
+        pts = []
+        for k in range(24):
+            t = 2 * math.pi * k / 24
+            x = 16 * math.sin(t) ** 3
+            y = 13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)
+            pts.append((cx + r * x / 17, cy - r * (y + 2) / 17))
+        return pts
+    if shape == "arrow":
+        t = r * 0.3
+        return [(cx, cy - r), (cx + r * 0.8, cy - r * 0.1), (cx + t, cy - r * 0.1), (cx + t, cy + r),
+                (cx - t, cy + r), (cx - t, cy - r * 0.1), (cx - r * 0.8, cy - r * 0.1)]
     raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
