@@ -6,6 +6,7 @@ import tarfile
 from pathlib import Path
 
 from compclip.data.synth import synthesize
+from compclip.evaluation.sugarcrepe import HELD_OUT_FILE
 from compclip.data.world import (Description, Mention, Scene, SceneObject, Vocabulary, parse_caption,
                                  render_caption)
 from tests.conftest import tiny_params
@@ -49,7 +50,7 @@ def test_formats(world):
     with tarfile.open(root / "cc3m/00000.tar") as tar:
         names = tar.getnames()
     assert names[:3] == ["000000000.jpg", "000000000.txt", "000000000.json"]
-    files = sorted(f.stem for f in (root / "sugarcrepe").glob("*.json"))
+    files = sorted(f.stem for f in (root / "sugarcrepe").glob("*.json") if f.name != HELD_OUT_FILE)
     assert files == sorted(["add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att",
                             "swap_obj"])
     item = json.loads((root / "sugarcrepe/swap_att.json").read_text())["0"]
@@ -83,7 +84,11 @@ def test_benchmark_negatives_are_false_and_positives_true(world):
     scenes = {Path(json.loads(line)["image_path"]).name: json.loads(line)
               for line in (root / "scenes.jsonl").read_text().splitlines()}
     checked = 0
+    held_out = set(json.loads((root / "sugarcrepe" / HELD_OUT_FILE).read_text()))
+    assert held_out == {Path(r["image_path"]).name for r in scenes.values() if r["held_out"]}
     for f in (root / "sugarcrepe").glob("*.json"):
+        if f.name == HELD_OUT_FILE:
+            continue
         for item in json.loads(f.read_text()).values():
             rec = scenes[item["filename"]]
             assert rec["split"] == "test"

@@ -33,6 +33,7 @@ def test_cli_evaluate_sugarcrepe(trained, tmp_path, capsys):
                                     "add_obj", "add_att"}
     for v in r["sugarcrepe"].values():
         assert 0 <= v["ci_low"] <= v["accuracy"] <= v["ci_high"] <= 1 and v["n"] > 0
+        assert 0 < v["held_out"]["n"] < v["n"]  # the held-out subset is scored on its own
     assert set(r["sugarcrepe_groups"]) == {"replace", "swap", "add"}
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from compclip.config import SynthConfig
 from compclip.data.perturb import SUGARCREPE_TYPES
 from compclip.data.render import COLORS, SHAPES, object_box, render_scene
+from compclip.evaluation.sugarcrepe import HELD_OUT_FILE
 from compclip.data.world import (RELATIONS, Description, Holdout, Mention, Scene, SceneSampler, Vocabulary,
                                  render_caption)
 
@@ -222,6 +223,8 @@ def _write_sugarcrepe(world: World, test_scenes: list[RenderedScene], out: Path)
                 break
     for name, items in files.items():
         _write_json(out / "sugarcrepe" / f"{name}.json", items)
+    # Not part of the SugarCrepe format: which images show a held-out combination, for a separate score.
+    _write_json(out / "sugarcrepe" / HELD_OUT_FILE, sorted(rs.file_name for rs in test_scenes if rs.held_out))
     return {name: len(items) for name, items in files.items()}
 
 

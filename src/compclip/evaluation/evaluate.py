@@ -11,8 +11,9 @@ from compclip.evaluation.sugarcrepe import GROUPS, Item
 
 
 def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], samples: int, confidence: float,
-                     seed: int) -> dict:
-    """Per file: correct iff cos(image, caption) > cos(image, negative) (strict, as SugarCrepe)."""
+                     seed: int, held_out: set[str] | None = None) -> dict:
+    """Per file: correct iff cos(image, caption) > cos(image, negative) (strict, as SugarCrepe).
+    With held_out image paths, also the accuracy on those items alone (combinations never trained on)."""
     results = {}
     for name, items in files.items():
         img = cache.image_matrix([it.image_path for it in items])
@@ -20,6 +21,9 @@ def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], sample
         neg = cache.text_matrix([it.negative for it in items])
         correct = ((img * pos).sum(1) > (img * neg).sum(1)).numpy()
         results[name] = accuracy_with_ci(correct, samples, confidence, seed)
+        if held_out:
+            mask = np.array([it.image_path in held_out for it in items])
+            results[name]["held_out"] = accuracy_with_ci(correct[mask], samples, confidence, seed)
     return results
 
 

@@ -12,13 +12,17 @@ def sugarcrepe_table(results: dict[str, dict]) -> str:
     head = f"{'':14}" + "".join(f"{m:>{width}}" for m in methods)
     lines = [head]
     files = [f for f in FILES if any(f in r["sugarcrepe"] for r in results.values())]
+
+    def cell(r):
+        return f"{100 * r['accuracy']:5.1f} [{100 * r['ci_low']:4.1f},{100 * r['ci_high']:5.1f}]" if r and r["n"] else "-"
+
     for f in files:
-        cells = []
-        for m in methods:
-            r = results[m]["sugarcrepe"].get(f)
-            cells.append(f"{100 * r['accuracy']:5.1f} [{100 * r['ci_low']:4.1f},{100 * r['ci_high']:5.1f}]"
-                         if r else "-")
-        lines.append(f"{f:14}" + "".join(f"{c:>{width}}" for c in cells))
+        lines.append(f"{f:14}" + "".join(f"{cell(results[m]['sugarcrepe'].get(f)):>{width}}" for m in methods))
+    if any("held_out" in v for r in results.values() for v in r["sugarcrepe"].values()):
+        lines.append("held-out combinations only:")
+        for f in files:
+            cells = [cell(results[m]["sugarcrepe"].get(f, {}).get("held_out")) for m in methods]
+            lines.append(f"  {f:12}" + "".join(f"{c:>{width}}" for c in cells))
     for key in ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "chance_R@1"):
         if all(key in r.get("retrieval", {}) for r in results.values()):
             lines.append(f"{key:14}" + "".join(f"{100 * results[m]['retrieval'][key]:>{width}.1f}" for m in methods))

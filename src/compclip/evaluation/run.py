@@ -10,7 +10,7 @@ import mlflow
 from compclip.config import EvaluateConfig, MlflowConfig
 from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.evaluate import group_means, score_retrieval, score_sugarcrepe
-from compclip.evaluation.sugarcrepe import read_sugarcrepe
+from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
 from compclip.models.factory import load_model
 from compclip.training.data import load_split
 from compclip.training.trainer import resolve_device
@@ -21,7 +21,8 @@ def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "aut
                         cache: EmbeddingCache | None = None) -> dict:
     dev = resolve_device(device)
     cache = cache or EmbeddingCache(load_model(model, dev), dev, batch_size)
-    per_file = score_sugarcrepe(cache, read_sugarcrepe(data, images), bootstrap_samples, confidence, seed)
+    per_file = score_sugarcrepe(cache, read_sugarcrepe(data, images), bootstrap_samples, confidence, seed,
+                                read_held_out(data, images))
     return {"model": model, "sugarcrepe": per_file, "sugarcrepe_groups": group_means(per_file)}
 
 
@@ -47,6 +48,8 @@ def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None
     experiment_id = tracking.configure(mlflow_cfg)
     with tracking.tracked_run(experiment_id, "evaluate", run_id):
         flat = {f"eval/sugarcrepe/{k}": v["accuracy"] for k, v in results["sugarcrepe"].items()}
+        flat |= {f"eval/sugarcrepe_held_out/{k}": v["held_out"]["accuracy"]
+                 for k, v in results["sugarcrepe"].items() if "held_out" in v and v["held_out"]["n"]}
         flat |= {f"eval/sugarcrepe_{k}": v for k, v in results["sugarcrepe_groups"].items()}
         flat |= {f"eval/retrieval/{k}": v for k, v in results["retrieval"].items()}
         mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in flat.items()})

@@ -8,6 +8,7 @@ from pathlib import Path
 from compclip.data.records import SourceError, expect, join_under, load_json
 
 FILES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
+HELD_OUT_FILE = "held_out_images.json"  # compclip's addition: test images showing held-out combinations
 GROUPS = {"replace": ("replace_obj", "replace_att", "replace_rel"), "swap": ("swap_obj", "swap_att"),
           "add": ("add_obj", "add_att")}
 
@@ -42,3 +43,11 @@ def read_sugarcrepe(data_dir: Path, images_dir: Path, files=FILES) -> dict[str, 
     if not out:
         raise SourceError(f"{data_dir}: none of the SugarCrepe files {[f + '.json' for f in files]} is there")
     return out
+
+
+def read_held_out(data_dir: Path, images_dir: Path) -> set[str] | None:
+    """Image paths of held-out combinations, when the benchmark was made by compclip's synth stage."""
+    path = Path(data_dir) / HELD_OUT_FILE
+    if not path.exists():
+        return None
+    return {join_under(Path(images_dir), name) for name in expect(load_json(path), list, path, "a list of file names")}
