@@ -1,0 +1,83 @@
+"""CE-CLIP negative rules on hand-written captions with exact expected outputs."""
+
+import pytest
+
+from compclip.text.fillers import FillRequest, LexiconFiller
+from compclip.text.negatives import PLACEHOLDER, ce_clip_negatives, swap_nouns
+from compclip.text.nlp import load_spacy, tokens
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return load_spacy()
+
+
+class FixedFiller:
+    """Returns a fixed word per POS, so rules can be checked exactly."""
+
+    name = "fixed"
+
+    def __init__(self, words):
+        self.words, self.seen = words, []
+
+    def fill(self, requests):
+        self.seen += requests
+        return [self.words.get(r.pos) for r in requests]
+
+
+def negs(nlp, caption, filler):
+    return {n.neg_type: n for n in ce_clip_negatives([("s1", caption)], nlp, filler, seed=0)}
+
+
+def test_all_four_types(nlp):
+    f = FixedFiller({"ADJ": "green", "NOUN": "horse", "VERB": "eating"})
+    out = negs(nlp, "A brown dog chasing a small cat", f)
+    assert list(out) == ["relation", "attribute", "object", "action"]
+    assert out["relation"].negative == "A brown cat chasing a small dog"
+    assert out["action"].negative == "A brown dog eating a small cat"
+    assert out["attribute"].negative in {"A green dog chasing a small cat", "A brown dog chasing a green cat"}
+    assert out["object"].negative in {"A brown horse chasing a small cat", "A brown dog chasing a small horse"}
+    assert all(n.valid == 1 and n.sample_id == "s1" for n in out.values())
+    assert out["relation"].rule == "swap_nouns" and out["action"].rule == "replace_verb"
+
+
+def test_missing_types_are_placeholders(nlp):
+    f = FixedFiller({"ADJ": "green", "NOUN": "horse", "VERB": "eating"})
+    out = negs(nlp, "a cat", f)
+    assert out["relation"].negative == PLACEHOLDER and out["relation"].valid == 0
+    assert out["attribute"].negative == PLACEHOLDER and out["attribute"].valid == 0
+    assert out["action"].negative == PLACEHOLDER and out["action"].valid == 0
+    assert out["object"].negative == "a horse" and out["object"].valid == 1
+
+
+def test_spatial_words_are_not_objects(nlp):
+    toks = tokens(nlp("a red square to the left of a blue circle"))
+    assert swap_nouns(toks) == "a red circle to the left of a blue square"
+    f = FixedFiller({"NOUN": "star"})
+    out = negs(nlp, "a square to the left of a circle", f)
+    assert all(r.original != "left" for r in f.seen)
+
+
+def test_same_noun_twice_is_not_a_swap(nlp):
+    assert swap_nouns(tokens(nlp("a dog next to a dog"))) is None
+
+
+def test_filler_without_answer_gives_placeholder(nlp):
+    out = negs(nlp, "a brown dog", FixedFiller({}))
+    assert out["attribute"].negative == PLACEHOLDER and out["attribute"].valid == 0
+
+
+def test_deterministic_whatever_the_batch(nlp):
+    lex = LexiconFiller({"ADJ": ["red", "blue", "green", "tall"], "NOUN": ["cat", "dog", "tree"],
+                         "VERB": ["runs", "eats"]}, seed=1)
+    alone = list(ce_clip_negatives([("a", "a tall tree near a red house")], nlp, lex, 1))
+    mixed = list(ce_clip_negatives([("b", "a cat"), ("a", "a tall tree near a red house")], nlp, lex, 1))
+    assert alone == [n for n in mixed if n.sample_id == "a"]
+
+
+def test_lexicon_filler_never_returns_original_or_lemma():
+    lex = LexiconFiller({"NOUN": ["dog", "dogs", "cat"]})
+    for masked in ("a <mask> barking", "two <mask> here", "x <mask>"):
+        req = FillRequest(masked, "dogs", "dog", "NOUN")
+        assert lex.fill([req]) == ["cat"]
+    assert LexiconFiller({"NOUN": ["dog"]}).fill([FillRequest("a <mask>", "dog", "dog", "NOUN")]) == [None]
