@@ -81,3 +81,52 @@ def test_lexicon_filler_never_returns_original_or_lemma():
         req = FillRequest(masked, "dogs", "dog", "NOUN")
         assert lex.fill([req]) == ["cat"]
     assert LexiconFiller({"NOUN": ["dog"]}).fill([FillRequest("a <mask>", "dog", "dog", "NOUN")]) == [None]
+
+
+# --- SugarCrepe-style and ARO rules ----------------------------------------------------------------
+
+from compclip.text.negatives import RULES, generate  # noqa: E402
+
+
+def one(nlp, rule, caption, filler=None):
+    f = filler or FixedFiller({"ADJ": "green", "NOUN": "horse", "VERB": "eating"})
+    [n] = list(generate([("s", caption)], nlp, f, seed=0, rules=[rule]))
+    return n
+
+
+def test_swap_attributes(nlp):
+    assert one(nlp, "sc_swap_att", "a red cube and a blue ball").negative == "a blue cube and a red ball"
+    assert one(nlp, "sc_swap_att", "a red cube and a red ball").valid == 0
+
+
+def test_replace_relation_uses_contrary_words(nlp):
+    assert one(nlp, "sc_replace_rel", "a cat on a table").negative == "a cat under a table"
+    assert one(nlp, "sc_replace_rel", "a red square to the left of a blue circle").negative == \
+        "a red square to the right of a blue circle"
+    # no spatial word: the verb is replaced by the filler
+    assert one(nlp, "sc_replace_rel", "a man riding a horse").negative == "a man eating a horse"
+
+
+def test_add_object_and_attribute(nlp):
+    assert one(nlp, "sc_add_obj", "A dog on the grass.").negative == "A dog on the grass and a horse"
+    assert one(nlp, "sc_add_att", "a dog").negative == "a green dog"
+    assert one(nlp, "sc_add_att", "a brown dog").valid == 0  # every noun already has an adjective
+
+
+def test_aro_shuffles_are_permutations(nlp):
+    cap = "a small dog chasing a big cat across the green park"
+    for rule in ("shuffle_nouns_and_adj", "shuffle_allbut_nouns_and_adj", "shuffle_within_trigrams",
+                 "shuffle_trigrams"):
+        n = one(nlp, rule, cap)
+        assert sorted(n.negative.split()) == sorted(cap.split()) and n.negative != cap and n.valid == 1
+    kept = one(nlp, "shuffle_nouns_and_adj", cap).negative.split()
+    assert [w for w in kept if w in ("chasing", "across", "the")] == ["chasing", "across", "the"]
+
+
+def test_every_rule_handles_bad_text(nlp):
+    bad = ["", "   ", "!!! ...", "日本語のキャプション", "word " * 300]
+    rows = list(generate([(str(i), c) for i, c in enumerate(bad)], nlp,
+                         LexiconFiller({"NOUN": ["cat"], "ADJ": ["red"], "VERB": ["runs"]}), 0, RULES))
+    assert len(rows) == len(bad) * len(RULES)
+    assert all(r.valid == 0 for r in rows if r.sample_id in ("0", "1", "2"))
+    assert all(r.negative != r.caption for r in rows)
