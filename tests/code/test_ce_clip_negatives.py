@@ -130,3 +130,12 @@ def test_every_rule_handles_bad_text(nlp):
     assert len(rows) == len(bad) * len(RULES)
     assert all(r.valid == 0 for r in rows if r.sample_id in ("0", "1", "2"))
     assert all(r.negative != r.caption for r in rows)
+
+
+def test_lexicon_keeps_each_word_under_its_usual_pos():
+    from compclip.text.nlp import Token
+
+    toks = [[Token("cross", "NOUN", "cross", " "), Token("red", "ADJ", "red", "")]] * 3 + \
+           [[Token("cross", "VERB", "cross", " "), Token("left", "NOUN", "left", "")]]
+    lex = LexiconFiller.from_tokens(toks, exclude=frozenset({"left"}))
+    assert lex.words == {"NOUN": ["cross"], "ADJ": ["red"]}

@@ -45,13 +45,21 @@ class LexiconFiller:
         self.seed = seed
 
     @classmethod
-    def from_tokens(cls, token_lists, seed: int = 0, min_count: int = 1) -> LexiconFiller:
+    def from_tokens(cls, token_lists, seed: int = 0, min_count: int = 1,
+                    exclude: frozenset[str] = frozenset()) -> LexiconFiller:
+        """Each word joins the list of its most frequent POS only, so a tagger slip ("cross" tagged VERB
+        once) does not make it a filler for the wrong slot."""
         counts: dict[str, Counter] = {}
         for toks in token_lists:
             for t in toks:
-                if t.text.isalpha():
-                    counts.setdefault(t.pos, Counter())[t.text.lower()] += 1
-        return cls({pos: [w for w, n in c.items() if n >= min_count] for pos, c in counts.items()}, seed)
+                if t.text.isalpha() and t.text.lower() not in exclude:
+                    counts.setdefault(t.text.lower(), Counter())[t.pos] += 1
+        words: dict[str, list[str]] = {}
+        for word, by_pos in counts.items():
+            pos, n = by_pos.most_common(1)[0]
+            if n >= min_count:
+                words.setdefault(pos, []).append(word)
+        return cls(words, seed)
 
     def fill(self, requests: list[FillRequest]) -> list[str | None]:
         out = []

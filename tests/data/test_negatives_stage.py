@@ -1,0 +1,29 @@
+"""The negatives step on the tiny world: one row per caption and rule, cache, coverage, scene check."""
+
+import json
+
+import pandas as pd
+
+from compclip.text.negatives_table import build_negatives
+
+
+def test_negatives_table_cache_and_scene_check(world, tmp_path):
+    p, manifest = world
+    cfg = p.negatives.model_copy(update={"out_dir": tmp_path / "neg", "scenes": p.synth.out_dir / "scenes.jsonl",
+                                         "chunk_size": 100})
+    first = build_negatives(manifest, cfg, p.seed)
+    m = pd.read_parquet(manifest)
+    table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
+    assert len(table) == len(m) * len(cfg.rules)  # nothing dropped: a rule that does not apply is valid=0
+    assert set(table["sample_id"]) == set(m["sample_id"])
+    assert (table.loc[table.valid == 1, "negative"] != table.loc[table.valid == 1, "caption"]).all()
+    assert (table.loc[table.valid == 0, "negative"] == "###").all()
+    assert first["unique_captions_generated"] == m["caption"].nunique()
+    cov = first["coverage"]
+    assert cov["swap_nouns"]["fraction"] > 0.5 and cov["replace_adj"]["fraction"] > 0.9
+    assert first["scene_check"]["swap_nouns"]["false_fraction"] > 0.95
+
+    second = build_negatives(manifest, cfg, p.seed)
+    assert second["unique_captions_generated"] == 0 and second["cache_hits"] >= m["caption"].nunique()
+    assert pd.read_parquet(tmp_path / "neg/negatives.parquet").equals(table)  # same bytes of content
+    assert json.loads((tmp_path / "neg/summary.json").read_text())["coverage"] == cov
