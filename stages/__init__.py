@@ -14,7 +14,7 @@ def run(fn) -> None:
     logging.getLogger("compclip").setLevel(logging.INFO)
     try:
         result = fn()
-    except (ConfigError, SourceError, ValueError) as e:
+    except (ConfigError, SourceError, ValueError) as e:  # ValidationFailed is a ValueError
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if isinstance(result, dict):

@@ -135,6 +135,11 @@ class PositivesConfig(Strict):
         return v
 
 
+class ValidateConfig(Strict):
+    out_dir: Path  # Great Expectations project, Data Docs and summary.json
+    max_words: int = Field(64, ge=1)  # captions, negatives and positives must fit the text context
+
+
 class ModelConfig(Strict):
     name: str
     pretrained: str | None = None  # an open_clip tag such as 'openai', or a local weights file
@@ -187,6 +192,7 @@ class Params(Strict):
     ingest: IngestConfig
     negatives: NegativesConfig
     positives: PositivesConfig
+    validate_: ValidateConfig = Field(alias="validate")
     model: ModelConfig
     train: TrainConfig
     evaluate: EvaluateConfig
