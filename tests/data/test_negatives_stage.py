@@ -14,7 +14,8 @@ def test_negatives_table_cache_and_scene_check(world, tmp_path):
     first = build_negatives(manifest, cfg, p.seed)
     m = pd.read_parquet(manifest)
     table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
-    assert len(table) == len(m) * len(cfg.rules)  # nothing dropped: a rule that does not apply is valid=0
+    # nothing dropped: a rule that does not apply is valid=0; whole-image captions also get 2 scene-graph rows
+    assert len(table) == len(m) * len(cfg.rules) + 2 * int(m["bbox_x"].isna().sum())
     assert set(table["sample_id"]) == set(m["sample_id"])
     assert (table.loc[table.valid == 1, "negative"] != table.loc[table.valid == 1, "caption"]).all()
     assert (table.loc[table.valid == 0, "negative"] == "###").all()
@@ -27,3 +28,18 @@ def test_negatives_table_cache_and_scene_check(world, tmp_path):
     assert second["unique_captions_generated"] == 0 and second["cache_hits"] >= m["caption"].nunique()
     assert pd.read_parquet(tmp_path / "neg/negatives.parquet").equals(table)  # same bytes of content
     assert json.loads((tmp_path / "neg/summary.json").read_text())["coverage"] == cov
+
+
+def test_scene_graph_negatives_are_exact(world, tmp_path):
+    p, manifest = world
+    cfg = p.negatives.model_copy(update={"out_dir": tmp_path / "neg", "scenes": p.synth.out_dir / "scenes.jsonl",
+                                         "rules": ["swap_nouns", "replace_adj"]})
+    summary = build_negatives(manifest, cfg, p.seed)
+    for rule in ("scene_graph_relation", "scene_graph_attribute"):
+        check = summary["scene_check"][rule]
+        assert check.get("true", 0) == 0 and check.get("unparseable", 0) == 0 and check["false"] > 100
+    table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
+    sg = table[table.rule.str.startswith("scene_graph") & (table.valid == 1)]
+    assert set(sg["neg_type"]) == {"relation", "attribute"}
+    fam = summary["captions_with_a_negative_of_family"]
+    assert fam["relation"] > 0.7 and fam["attribute"] > 0.9

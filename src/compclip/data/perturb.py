@@ -100,3 +100,31 @@ SUGARCREPE_TYPES: dict[str, Perturbation] = {
     "add_obj": add_obj,
     "add_att": add_att,
 }
+
+
+# --- exact negatives against a known scene (the shapes world's ground truth) ------------------------
+
+def false_relation(d: Description, scene, rng: np.random.Generator) -> Description | None:
+    """The description with a relation between two of its objects that the scene contradicts."""
+    if len(d.mentions) < 2:
+        return None
+    i, j = (d.relations[0][0], d.relations[0][2]) if d.relations else (0, 1)
+    for rel in rng.permutation(list(RELATIONS)):
+        cand = Description(d.mentions, ((i, str(rel), j),) + d.relations[1:], d.template)
+        if cand != d and not cand.is_true_in(scene):
+            return cand
+    return None
+
+
+def false_attribute(d: Description, vocab: Vocabulary, scene, rng: np.random.Generator) -> Description | None:
+    """One attribute of one mention changed (or added) so that the scene contradicts it."""
+    slots = [(k, a) for k in range(len(d.mentions)) for a in ATTRIBUTES]
+    for s in rng.permutation(len(slots)):
+        k, attr = slots[int(s)]
+        for value in rng.permutation(list(vocab.values(attr))):
+            if value == d.mentions[k].get(attr):
+                continue
+            cand = _with_mention(d, k, d.mentions[k].with_attr(attr, str(value)))
+            if not cand.is_true_in(scene):
+                return cand
+    return None

@@ -20,11 +20,17 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from compclip.config import NegativesConfig
-from compclip.data.world import Scene, SceneObject, Vocabulary, parse_caption
+import numpy as np
+
+from compclip.data.perturb import false_attribute, false_relation
+from compclip.data.world import Scene, SceneObject, Vocabulary, parse_caption, render_caption
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller
-from compclip.text.negatives import RULES, Negative, generate
+from compclip.text.negatives import PLACEHOLDER, Negative, generate
 from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
 
+# Which negatives test relations and which test attributes, across the rule families.
+FAMILY = {"relation": "relation", "replace_rel": "relation", "swap_obj": "relation",
+          "attribute": "attribute", "replace_att": "attribute", "swap_att": "attribute", "add_att": "attribute"}
 SCHEMA = pa.schema([("sample_id", pa.string()), ("caption", pa.string()), ("negative", pa.string()),
                     ("neg_type", pa.string()), ("rule", pa.string()), ("filler", pa.string()), ("valid", pa.int8())])
 
@@ -80,6 +86,20 @@ class SceneChecker:
                         values[k].add(o[k])
         self.vocab = Vocabulary(*(tuple(sorted(values[k])) for k in ("shape", "color", "size", "pattern")))
 
+    def exact(self, image_path: str, caption: str, seed: int, sample_id: str) -> list[tuple[str, str, str, int]]:
+        """Negatives made from the scene graph itself: a false relation, a false attribute.
+        (negative, neg_type, rule, valid) rows; valid=0 when the caption is not of the world's grammar."""
+        scene = self.scenes.get(image_path)
+        d = parse_caption(caption, self.vocab) if scene is not None else None
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}|{sample_id}".encode()).digest()[:8], "big"))
+        rows = []
+        for neg_type, rule, make in (("relation", "scene_graph_relation", lambda: false_relation(d, scene, rng)),
+                                     ("attribute", "scene_graph_attribute",
+                                      lambda: false_attribute(d, self.vocab, scene, rng))):
+            neg = make() if d is not None else None
+            rows.append((render_caption(neg), neg_type, rule, 1) if neg else (PLACEHOLDER, neg_type, rule, 0))
+        return rows
+
     def verdict(self, image_path: str, text: str) -> str:
         scene = self.scenes.get(image_path)
         if scene is None:
@@ -104,6 +124,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
     counts: dict[str, Counter] = defaultdict(Counter)
     checks: dict[str, Counter] = defaultdict(Counter)
     cached_hits = generated = 0
+    family_counts: Counter = Counter()
+    type_of: dict[str, str] = {}
     columns = ["sample_id", "caption", "image_path", "bbox_x"]
     with pq.ParquetWriter(out_dir / "negatives.parquet", SCHEMA) as writer, \
             tqdm(total=source.metadata.num_rows, desc="negatives", unit="caption") as bar:
@@ -121,20 +143,31 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
             generated += len(missing)
             rows = []
             for r in chunk.itertuples(index=False):
-                for negative, neg_type, rule, filler_name, valid in found[keys[r.caption]]:
+                whole_image = pd.isna(r.bbox_x)  # region phrases describe a crop, not the scene
+                from_rules = found[keys[r.caption]]
+                exact = [(n, t, rule, "", v) for n, t, rule, v in
+                         checker.exact(r.image_path, r.caption, seed, r.sample_id)] if checker and whole_image else []
+                families: dict[str, int] = defaultdict(int)
+                for negative, neg_type, rule, filler_name, valid in from_rules + exact:
                     rows.append(Negative(r.sample_id, r.caption, negative, neg_type, rule, filler_name, valid))
                     counts[rule]["valid" if valid else "placeholder"] += 1
-                    if checker and valid and pd.isna(r.bbox_x):
+                    type_of[rule] = neg_type
+                    families[FAMILY.get(neg_type, neg_type)] |= valid
+                    if checker and valid and whole_image:
                         checks[rule][checker.verdict(r.image_path, negative)] += 1
+                for family in ("relation", "attribute"):
+                    family_counts[family] += families[family]
             writer.write_table(pa.Table.from_pylist([asdict(n) for n in rows], schema=SCHEMA))
             bar.update(len(chunk))
 
     summary = {"captions": source.metadata.num_rows, "unique_captions_generated": generated,
                "cache_hits": cached_hits, "filler": filler_key.split("|")[0],
-               "coverage": {rule: {"neg_type": RULES[rule][0], "valid": c["valid"],
+               "coverage": {rule: {"neg_type": type_of[rule], "valid": c["valid"],
                                    "placeholder": c["placeholder"],
                                    "fraction": round(c["valid"] / max(1, c["valid"] + c["placeholder"]), 4)}
-                            for rule, c in counts.items()}}
+                            for rule, c in counts.items()},
+               "captions_with_a_negative_of_family": {f: round(n / max(1, source.metadata.num_rows), 4)
+                                                      for f, n in family_counts.items()}}
     if checker:
         summary["scene_check"] = {rule: {**dict(c), "false_fraction": round(c["false"] / max(1, c["false"] + c["true"]), 4)}
                                   for rule, c in checks.items()}
