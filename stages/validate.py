@@ -12,4 +12,5 @@ if __name__ == "__main__":
     run(lambda: validate_tables(Path(p.ingest.out_dir) / "manifest.parquet",
                                 Path(p.negatives.out_dir) / "negatives.parquet",
                                 Path(p.positives.out_dir) / "positives.parquet",
-                                p.validate_.out_dir, p.validate_.max_words, p.positives.min_similarity))
+                                p.validate_.out_dir, p.validate_.max_words, p.positives.min_similarity,
+                                p.concepts.out_dir, p.concepts.min_group_size, p.concepts.hard_negative_threshold))

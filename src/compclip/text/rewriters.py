@@ -54,22 +54,26 @@ class OpenAIChatRewriter:
         self.model, self.concurrency, self.timeout, self.max_tokens = model, concurrency, timeout, max_tokens
         self.key = os.environ.get(api_key_env, "")
 
-    def _one(self, caption: str, task: str) -> str | None:
+    def _complete(self, user: str) -> str | None:
         body = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(caption, task)}]}
+                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]}
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json",
                                               **({"Authorization": f"Bearer {self.key}"} if self.key else {})})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 data = json.loads(resp.read())
-            return _clean(data["choices"][0]["message"]["content"], caption)
+            return data["choices"][0]["message"]["content"]
         except (OSError, KeyError, IndexError, ValueError):
-            return None  # counted as "no rewrite" by the caller, never a crash
+            return None  # counted as "no answer" by the caller, never a crash
+
+    def complete_many(self, prompts: list[str]) -> list[str | None]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(self._complete, prompts))
 
     def rewrite(self, captions: list[str], task: str) -> list[str | None]:
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda c: self._one(c, task), captions))
+        answers = self.complete_many([prompt(c, task) for c in captions])
+        return [_clean(a, c) for a, c in zip(answers, captions)]
 
 
 class TransformersRewriter:

@@ -88,3 +88,35 @@ def positives_suite(p: pd.DataFrame, manifest_ids: set[str], negatives: pd.DataF
         *(E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in
           ("differs_from_caption", "not_a_negative", "sample_in_manifest")),
     ], show=("sample_id", "rule", "caption", "positive"))
+
+
+def groups_suite(groups: pd.DataFrame, min_size: int) -> Suite:
+    E = gx.expectations
+    return Suite("concept_groups", groups, [
+        E.ExpectColumnValuesToNotBeNull(column="concept"),
+        E.ExpectColumnValuesToBeUnique(column="concept"),
+        E.ExpectColumnValuesToBeBetween(column="images", min_value=min_size),
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "test"]),
+    ], show=("concept", "images"))
+
+
+def memberships_suite(members: pd.DataFrame, manifest_images: set[str]) -> Suite:
+    f = members.assign(image_in_manifest=members["image_path"].isin(manifest_images),
+                       concept_in_one_split=members.groupby("level1")["split"].transform("nunique") == 1)
+    E = gx.expectations
+    return Suite("concept_memberships", f, [
+        *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("image_path", "level1", "level2", "level3", "level4")),
+        E.ExpectColumnValuesToBeUnique(column="image_path"),
+        *(E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in
+          ("image_in_manifest", "concept_in_one_split")),
+    ], show=("image_path", "level1"))
+
+
+def concept_negatives_suite(pairs: pd.DataFrame, threshold: float) -> Suite:
+    f = pairs.assign(not_itself=pairs["concept"] != pairs["negative"])
+    E = gx.expectations
+    return Suite("concept_hard_negatives", f, [
+        E.ExpectColumnValuesToBeInSet(column="level", value_set=["level1", "level2", "level3", "level4"]),
+        E.ExpectColumnValuesToBeBetween(column="similarity", min_value=threshold, max_value=1.0001),
+        E.ExpectColumnValuesToBeInSet(column="not_itself", value_set=[True]),
+    ], show=("level", "concept", "negative"))

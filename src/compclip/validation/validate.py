@@ -70,8 +70,11 @@ def run_suites(suites: list[Suite], out_dir: Path) -> dict:
 
 
 def validate_tables(manifest: Path, negatives: Path | None, positives: Path | None, out_dir: Path,
-                    max_words: int, min_similarity: float) -> dict:
-    from compclip.validation.suites import manifest_suite, negatives_suite, positives_suite
+                    max_words: int, min_similarity: float, concepts: Path | None = None, min_group_size: int = 1,
+                    concept_threshold: float = -1.0) -> dict:
+    """Suites for every table present; concepts is the concepts stage's folder."""
+    from compclip.validation.suites import (concept_negatives_suite, groups_suite, manifest_suite,
+                                            memberships_suite, negatives_suite, positives_suite)
 
     m = pd.read_parquet(manifest)
     ids = set(m["sample_id"])
@@ -83,4 +86,9 @@ def validate_tables(manifest: Path, negatives: Path | None, positives: Path | No
         suites.append(positives_suite(pd.read_parquet(positives), ids,
                                       neg if neg is not None else pd.DataFrame(columns=["sample_id", "negative", "valid"]),
                                       min_similarity, max_words))
+    if concepts and (Path(concepts) / "groups.parquet").exists():
+        c = Path(concepts)
+        suites += [groups_suite(pd.read_parquet(c / "groups.parquet"), min_group_size),
+                   memberships_suite(pd.read_parquet(c / "memberships.parquet"), set(m["image_path"])),
+                   concept_negatives_suite(pd.read_parquet(c / "hard_negatives.parquet"), concept_threshold)]
     return run_suites(suites, out_dir)
