@@ -33,7 +33,8 @@ test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: setup
-	$(PY) bench/train_throughput.py
+	$(PY) bench/train_throughput.py --model compclip-tiny-rn
+	$(PY) bench/negatives_throughput.py
 
 clean:
 	rm -rf data models reports mlflow/mlflow.db mlflow/artifacts

@@ -79,7 +79,10 @@ def peak_memory_child(n: int) -> None:
         manifest = Path(d) / "manifest.parquet"
         pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "caption": caps, "image_path": "x.jpg",
                       "bbox_x": float("nan")}).to_parquet(manifest, index=False)
-        cfg = load_params().negatives.model_copy(update={"out_dir": Path(d) / "out", "scenes": None})
+        from compclip.text.negatives import CE_CLIP_RULES
+
+        cfg = load_params().negatives.model_copy(update={"out_dir": Path(d) / "out", "scenes": None,
+                                                         "rules": list(CE_CLIP_RULES)})
         build_negatives(manifest, cfg, 0)
     print(json.dumps({"captions": n, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -99,7 +102,7 @@ def main() -> None:
     for n in sizes:
         out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
         peaks[n] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
-        print(f"  negatives step on {n:>7} captions: peak RSS {peaks[n]:7.0f} MiB")
+        print(f"  negatives step (CE-CLIP rules) on {n:>7} captions: peak RSS {peaks[n]:7.0f} MiB")
     if len(sizes) == 2:
         print(f"  memory ratio {sizes[1]}/{sizes[0]}: {peaks[sizes[1]] / peaks[sizes[0]]:.2f}x")
 
