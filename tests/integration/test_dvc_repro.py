@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def copy_repo(dst: Path) -> None:
     def ignore(d, names):
         rel = Path(d).relative_to(REPO)
-        return [n for n in names if str(rel / n).lstrip("./") in SKIP or n == "__pycache__" or n.endswith(".egg-info")]
+        return [n for n in names if (rel / n).as_posix() in SKIP or n == "__pycache__" or n.endswith(".egg-info")]
 
     shutil.copytree(REPO, dst, ignore=ignore)
     (dst / "dvc.lock").unlink(missing_ok=True)
