@@ -30,14 +30,18 @@ def captions(n: int, seed: int = 0) -> list[str]:
     return [render_caption(s.describe(s.scene(), keep)) for _ in range(n)]
 
 
-def throughput(n: int, rounds: int) -> None:
-    from compclip.text.fillers import LexiconFiller
+def throughput(n: int, rounds: int, filler_kind: str) -> None:
+    from compclip.text.fillers import LexiconFiller, MaskedLMFiller
     from compclip.text.negatives import CE_CLIP_RULES, generate
     from compclip.text.nlp import load_spacy, tokens
+    from compclip.text.tiny_mlm import build_tiny_mlm
 
     nlp = load_spacy()
     caps = captions(n)
-    lex = LexiconFiller.from_tokens(tokens(d) for d in nlp.pipe(caps[:500]))
+    if filler_kind == "mlm":  # the transformers fill-mask path, on a tiny local model (no download)
+        lex = MaskedLMFiller(build_tiny_mlm(Path(tempfile.mkdtemp()) / "mlm", caps[:500]), top_k=10)
+    else:
+        lex = LexiconFiller.from_tokens(tokens(d) for d in nlp.pipe(caps[:500]))
     samples = [(str(i), c) for i, c in enumerate(caps)]
 
     class OneDocNlp:  # the per-caption baseline: nlp(text) for each caption, fills one at a time
@@ -59,9 +63,9 @@ def throughput(n: int, rounds: int) -> None:
         t = time.perf_counter(); batched(); tb.append(time.perf_counter() - t)
         t = time.perf_counter(); looped(); tl.append(time.perf_counter() - t)
     b, l = statistics.median(tb), statistics.median(tl)
-    print(f"{n} captions, CE-CLIP rules, lexicon filler, {rounds} interleaved rounds (medians)")
+    print(f"{n} captions, CE-CLIP rules, {filler_kind} filler, {rounds} interleaved rounds (medians)")
     print(f"  batched nlp.pipe:       {n / b:8.0f} captions/s")
-    print(f"  per-caption nlp(text):  {n / l:8.0f} captions/s")
+    print(f"  per-caption nlp(text) and fill: {n / l:8.0f} captions/s")
     print(f"  speed-up:               {l / b:8.2f}x")
 
 
@@ -92,11 +96,13 @@ def main() -> None:
     ap.add_argument("--captions", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memory", default="10000,100000")
+    ap.add_argument("--fillers", default="lexicon,mlm")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return peak_memory_child(a.child)
-    throughput(a.captions, a.rounds)
+    for kind in a.fillers.split(","):
+        throughput(a.captions, a.rounds, kind)
     sizes = [int(x) for x in a.memory.split(",") if x]
     peaks = {}
     for n in sizes:

@@ -10,23 +10,9 @@ CORPUS = ["a red cube to the left of a blue sphere", "a dog chasing a cat", "a s
 
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory):
-    import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast
+    from compclip.text.tiny_mlm import build_tiny_mlm
 
-    d = tmp_path_factory.mktemp("tiny-roberta")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(d))
-    tok = RobertaTokenizerFast.from_pretrained(str(d))  # vocab.json + merges.txt (not vocab_file=: ignored in 5.x)
-    assert tok.vocab_size > 50
-    torch.manual_seed(0)
-    cfg = RobertaConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
-    RobertaForMaskedLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d)
+    return build_tiny_mlm(tmp_path_factory.mktemp("tiny-roberta"), CORPUS)
 
 
 def test_mlm_filler_returns_words_never_the_original(tiny_mlm):
