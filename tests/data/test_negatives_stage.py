@@ -41,5 +41,5 @@ def test_scene_graph_negatives_are_exact(world, tmp_path):
     table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
     sg = table[table.rule.str.startswith("scene_graph") & (table.valid == 1)]
     assert set(sg["neg_type"]) == {"relation", "attribute"}
-    fam = summary["captions_with_a_negative_of_family"]
+    fam = summary["whole_image_captions_with_a_negative_of_family"]
     assert fam["relation"] > 0.7 and fam["attribute"] > 0.9

@@ -125,6 +125,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
     checks: dict[str, Counter] = defaultdict(Counter)
     cached_hits = generated = 0
     family_counts: Counter = Counter()
+    whole_images = 0
     type_of: dict[str, str] = {}
     columns = ["sample_id", "caption", "image_path", "bbox_x"]
     with pq.ParquetWriter(out_dir / "negatives.parquet", SCHEMA) as writer, \
@@ -155,8 +156,10 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
                     families[FAMILY.get(neg_type, neg_type)] |= valid
                     if checker and valid and whole_image:
                         checks[rule][checker.verdict(r.image_path, negative)] += 1
-                for family in ("relation", "attribute"):
-                    family_counts[family] += families[family]
+                if whole_image:  # a region phrase names one object: it has no relation to negate
+                    whole_images += 1
+                    for family in ("relation", "attribute"):
+                        family_counts[family] += families[family]
             writer.write_table(pa.Table.from_pylist([asdict(n) for n in rows], schema=SCHEMA))
             bar.update(len(chunk))
 
@@ -166,8 +169,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
                                    "placeholder": c["placeholder"],
                                    "fraction": round(c["valid"] / max(1, c["valid"] + c["placeholder"]), 4)}
                             for rule, c in counts.items()},
-               "captions_with_a_negative_of_family": {f: round(n / max(1, source.metadata.num_rows), 4)
-                                                      for f, n in family_counts.items()}}
+               "whole_image_captions_with_a_negative_of_family": {f: round(n / max(1, whole_images), 4)
+                                                                  for f, n in family_counts.items()}}
     if checker:
         summary["scene_check"] = {rule: {**dict(c), "false_fraction": round(c["false"] / max(1, c["false"] + c["true"]), 4)}
                                   for rule, c in checks.items()}

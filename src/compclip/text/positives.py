@@ -3,7 +3,7 @@
 Rules, on spaCy tokens and a curated lexicon shipped in text/lexicon/positives.json:
 - converse_relation: "A left of B" -> "B right of A" (above/below, in front of/behind, bigger/smaller...)
 - swap_and: "A and B" -> "B and A" when A and B are plain noun phrases heading a clause
-- passive: "a man riding a horse" -> "a horse being ridden by a man" (transitive verbs in the lexicon)
+- passive / active: "a man riding a horse" <-> "a horse being ridden by a man" (transitive verbs in the lexicon)
 - synonym: one word by a curated synonym ("large" -> "big")
 A rule returns None when the caption has nothing it can rewrite safely.
 """
@@ -139,6 +139,22 @@ def passive(toks: list[Token], rng: random.Random) -> str | None:
     return None
 
 
+def active(toks: list[Token], rng: random.Random) -> str | None:
+    """The converse of `passive`: "a horse being ridden by a man" -> "a man riding a horse"."""
+    ing = {pp: verb for verb, pp in lexicon()["participles"].items() if verb.endswith("ing")}
+    words = _words(toks)
+    for v in range(1, len(words) - 2):
+        if words[v] in ing and words[v - 1] in ("is", "are", "being") and words[v + 1] == "by":
+            b_start = _clause_start(toks, v - 1)
+            a_end = _phrase_end(toks, v + 2)
+            if b_start is None or a_end is None:
+                continue
+            t = _texts(toks)
+            out = t[:b_start] + t[v + 2:a_end] + [ing[words[v]]] + t[b_start:v - 1] + t[a_end:]
+            return _render(out, toks[0].text[:1].isupper())
+    return None
+
+
 def synonym(toks: list[Token], rng: random.Random) -> str | None:
     syn = lexicon()["synonyms"]
     cands = [i for i, t in enumerate(toks) if t.text.lower() in syn]
@@ -151,4 +167,5 @@ def synonym(toks: list[Token], rng: random.Random) -> str | None:
     return _render(t, toks[0].text[:1].isupper())
 
 
-RULES = {"converse_relation": converse_relation, "swap_and": swap_and, "passive": passive, "synonym": synonym}
+RULES = {"converse_relation": converse_relation, "swap_and": swap_and, "passive": passive, "active": active,
+         "synonym": synonym}
