@@ -81,7 +81,7 @@ def peak_memory_child(n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         caps = captions(n, seed=n)
         manifest = Path(d) / "manifest.parquet"
-        pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "caption": caps, "image_path": "x.jpg",
+        pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "caption": caps, "image_path": "x.jpg", "split": "train",
                       "bbox_x": float("nan")}).to_parquet(manifest, index=False)
         from compclip.text.negatives import CE_CLIP_RULES
 

@@ -113,6 +113,7 @@ class NegativesConfig(Strict):
     chunk_size: int = Field(2048, ge=1)
     batch_size: int = Field(256, ge=1)
     scenes: Path | None = None  # shapes world only: scenes.jsonl, to check negatives against scene graphs
+    splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
 
     @field_validator("rules")
     @classmethod
@@ -132,6 +133,7 @@ class PositivesConfig(Strict):
     llm_api_key_env: str = "OPENAI_API_KEY"  # the name of the variable, never the key
     llm_concurrency: int = Field(8, ge=1)
     min_similarity: float = Field(0.75, ge=-1, le=1)  # MiniLM cosine(caption, positive)
+    splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
     chunk_size: int = Field(2048, ge=1)
 
     @field_validator("rules")

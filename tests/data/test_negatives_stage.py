@@ -10,7 +10,7 @@ from compclip.text.negatives_table import build_negatives
 def test_negatives_table_cache_and_scene_check(world, tmp_path):
     p, manifest = world
     cfg = p.negatives.model_copy(update={"out_dir": tmp_path / "neg", "scenes": p.synth.out_dir / "scenes.jsonl",
-                                         "chunk_size": 100})
+                                         "chunk_size": 100, "splits": ["train", "val", "test"]})
     first = build_negatives(manifest, cfg, p.seed)
     m = pd.read_parquet(manifest)
     table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
@@ -43,3 +43,12 @@ def test_scene_graph_negatives_are_exact(world, tmp_path):
     assert set(sg["neg_type"]) == {"relation", "attribute"}
     fam = summary["whole_image_captions_with_a_negative_of_family"]
     assert fam["relation"] > 0.7 and fam["attribute"] > 0.9
+
+
+def test_only_the_configured_splits(world, tmp_path):
+    p, manifest = world
+    cfg = p.negatives.model_copy(update={"out_dir": tmp_path / "neg", "scenes": None, "rules": ["swap_nouns"]})
+    summary = build_negatives(manifest, cfg, p.seed)
+    m = pd.read_parquet(manifest)
+    table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
+    assert set(table["sample_id"]) == set(m.loc[m.split == "train", "sample_id"]) and summary["splits"] == ["train"]

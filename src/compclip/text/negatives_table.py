@@ -125,13 +125,16 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
     checks: dict[str, Counter] = defaultdict(Counter)
     cached_hits = generated = 0
     family_counts: Counter = Counter()
+    total_kept = 0
     whole_images = 0
     type_of: dict[str, str] = {}
-    columns = ["sample_id", "caption", "image_path", "bbox_x"]
+    columns = ["sample_id", "caption", "image_path", "bbox_x", "split"]
     with pq.ParquetWriter(out_dir / "negatives.parquet", SCHEMA) as writer, \
             tqdm(total=source.metadata.num_rows, desc="negatives", unit="caption") as bar:
         for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=columns):
+            bar.update(batch.num_rows)
             chunk = batch.to_pandas()
+            chunk = chunk[chunk["split"].isin(cfg.splits)]
             keys = {c: hashlib.sha256(f"{settings}|{c}".encode()).hexdigest() for c in chunk["caption"].unique()}
             found = cache.get_many(list(keys.values()))
             missing = [c for c, k in keys.items() if k not in found]
@@ -143,6 +146,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
             cached_hits += len(keys) - len(missing)
             generated += len(missing)
             rows = []
+            total_kept += len(chunk)
             for r in chunk.itertuples(index=False):
                 whole_image = pd.isna(r.bbox_x)  # region phrases describe a crop, not the scene
                 from_rules = found[keys[r.caption]]
@@ -161,9 +165,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
                     for family in ("relation", "attribute"):
                         family_counts[family] += families[family]
             writer.write_table(pa.Table.from_pylist([asdict(n) for n in rows], schema=SCHEMA))
-            bar.update(len(chunk))
 
-    summary = {"captions": source.metadata.num_rows, "unique_captions_generated": generated,
+    summary = {"splits": cfg.splits, "captions": total_kept, "unique_captions_generated": generated,
                "cache_hits": cached_hits, "filler": filler_key.split("|")[0],
                "coverage": {rule: {"neg_type": type_of[rule], "valid": c["valid"],
                                    "placeholder": c["placeholder"],

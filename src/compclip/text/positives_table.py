@@ -34,12 +34,13 @@ def sentence_model():
 
 
 def cosine(a: list[str], b: list[str], batch_size: int = 256) -> np.ndarray:
+    """Row-wise cosine of a[i] and b[i]; each distinct text is encoded once."""
     if not a:
         return np.zeros(0, dtype=np.float32)
-    m = sentence_model()
-    ea = m.encode(a, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    eb = m.encode(b, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    return (ea * eb).sum(1)
+    texts = list(dict.fromkeys(a + b))
+    emb = sentence_model().encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    row = {t: i for i, t in enumerate(texts)}
+    return (emb[[row[t] for t in a]] * emb[[row[t] for t in b]]).sum(1)
 
 
 def _pair_key(caption: str, text: str) -> int:
@@ -96,8 +97,11 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
     with pq.ParquetWriter(out_dir / "positives.parquet", SCHEMA) as writer, \
             open(out_dir / "positives_rejected.jsonl", "w") as rejected, \
             tqdm(total=source.metadata.num_rows, desc="positives", unit="caption") as bar:
-        for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["sample_id", "caption"]):
-            ids, caps = batch.column("sample_id").to_pylist(), batch.column("caption").to_pylist()
+        for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["sample_id", "caption", "split"]):
+            keep = [i for i, sp in enumerate(batch.column("split").to_pylist()) if sp in cfg.splits]
+            bar.update(batch.num_rows)
+            ids = [batch.column("sample_id")[i].as_py() for i in keep]
+            caps = [batch.column("caption")[i].as_py() for i in keep]
             unique = list(dict.fromkeys(caps))
             cands = candidates(unique, nlp, seed, cfg.rules, rewriter)
             sims = cosine([c for c, _, _ in cands], [p for _, p, _ in cands])
@@ -118,8 +122,7 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
             covered += sum(1 for c in caps if kept.get(c))
             total += len(caps)
             writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
-            bar.update(len(caps))
-    summary = {"captions": total, "captions_with_a_positive": covered, "coverage": round(covered / max(1, total), 4),
+    summary = {"splits": cfg.splits, "captions": total, "captions_with_a_positive": covered, "coverage": round(covered / max(1, total), 4),
                "min_similarity": cfg.min_similarity, "by_rule": {r: dict(c) for r, c in sorted(stats.items())}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
