@@ -133,6 +133,7 @@ class PositivesConfig(Strict):
     llm_api_key_env: str = "OPENAI_API_KEY"  # the name of the variable, never the key
     llm_concurrency: int = Field(8, ge=1)
     min_similarity: float = Field(0.75, ge=-1, le=1)  # MiniLM cosine(caption, positive)
+    caption_fraction: float = Field(1.0, gt=0, le=1)  # a stable sample of captions (MiniLM costs ~300 texts/s on CPU)
     splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
     chunk_size: int = Field(2048, ge=1)
 

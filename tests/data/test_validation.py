@@ -13,7 +13,9 @@ from compclip.validation.validate import ValidationFailed, validate_tables
 def tables(world, tmp_path_factory):
     p, manifest = world
     tmp = tmp_path_factory.mktemp("val")
-    build_negatives(manifest, p.negatives.model_copy(update={"out_dir": tmp / "neg", "scenes": None}), p.seed)
+    # with the scene graph, so the exact scene-graph negatives are validated too
+    build_negatives(manifest, p.negatives.model_copy(update={"out_dir": tmp / "neg",
+                                                             "scenes": p.synth.out_dir / "scenes.jsonl"}), p.seed)
     return p, manifest, tmp / "neg/negatives.parquet", tmp
 
 

@@ -223,6 +223,8 @@ RULES: dict[str, tuple[str, RuleFn]] = {
     "shuffle_trigrams": ("shuffle_trigrams", shuffle_trigrams),
 }
 CE_CLIP_RULES = ("swap_nouns", "replace_adj", "replace_noun", "replace_verb")
+# Made from a scene graph instead of the caption's words (shapes world): rule -> neg_type.
+SCENE_GRAPH_RULES = {"scene_graph_relation": "relation", "scene_graph_attribute": "attribute"}
 
 
 def _rng(seed: int, caption: str, rule: str) -> random.Random:

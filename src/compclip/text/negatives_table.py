@@ -25,7 +25,7 @@ import numpy as np
 from compclip.data.perturb import false_attribute, false_relation
 from compclip.data.world import Scene, SceneObject, Vocabulary, parse_caption, render_caption
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller
-from compclip.text.negatives import PLACEHOLDER, Negative, generate
+from compclip.text.negatives import PLACEHOLDER, SCENE_GRAPH_RULES, Negative, generate
 from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
 
 # Which negatives test relations and which test attributes, across the rule families.
@@ -93,10 +93,10 @@ class SceneChecker:
         d = parse_caption(caption, self.vocab) if scene is not None else None
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}|{sample_id}".encode()).digest()[:8], "big"))
         rows = []
-        for neg_type, rule, make in (("relation", "scene_graph_relation", lambda: false_relation(d, scene, rng)),
-                                     ("attribute", "scene_graph_attribute",
-                                      lambda: false_attribute(d, self.vocab, scene, rng))):
-            neg = make() if d is not None else None
+        makers = {"scene_graph_relation": lambda: false_relation(d, scene, rng),
+                  "scene_graph_attribute": lambda: false_attribute(d, self.vocab, scene, rng)}
+        for rule, neg_type in SCENE_GRAPH_RULES.items():
+            neg = makers[rule]() if d is not None else None
             rows.append((render_caption(neg), neg_type, rule, 1) if neg else (PLACEHOLDER, neg_type, rule, 0))
         return rows
 

@@ -59,6 +59,13 @@ def negative_keys(negatives: Path | None) -> set[int]:
     return keys
 
 
+def _sampled(caption: str, fraction: float, seed: int) -> bool:
+    """A stable subset of captions (by content), so a smaller budget keeps the same captions."""
+    if fraction >= 1:
+        return True
+    return int.from_bytes(hashlib.sha256(f"{seed}|{caption}".encode()).digest()[:8], "big") / 2**64 < fraction
+
+
 def _rewriter(cfg: PositivesConfig):
     if cfg.rewriter == "openai":
         return OpenAIChatRewriter(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env, cfg.llm_concurrency)
@@ -98,7 +105,8 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
             open(out_dir / "positives_rejected.jsonl", "w") as rejected, \
             tqdm(total=source.metadata.num_rows, desc="positives", unit="caption") as bar:
         for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["sample_id", "caption", "split"]):
-            keep = [i for i, sp in enumerate(batch.column("split").to_pylist()) if sp in cfg.splits]
+            keep = [i for i, (sp, c) in enumerate(zip(batch.column("split").to_pylist(), batch.column("caption").to_pylist()))
+                    if sp in cfg.splits and _sampled(c, cfg.caption_fraction, seed)]
             bar.update(batch.num_rows)
             ids = [batch.column("sample_id")[i].as_py() for i in keep]
             caps = [batch.column("caption")[i].as_py() for i in keep]
@@ -122,7 +130,7 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
             covered += sum(1 for c in caps if kept.get(c))
             total += len(caps)
             writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
-    summary = {"splits": cfg.splits, "captions": total, "captions_with_a_positive": covered, "coverage": round(covered / max(1, total), 4),
+    summary = {"splits": cfg.splits, "caption_fraction": cfg.caption_fraction, "captions": total, "captions_with_a_positive": covered, "coverage": round(covered / max(1, total), 4),
                "min_similarity": cfg.min_similarity, "by_rule": {r: dict(c) for r, c in sorted(stats.items())}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import great_expectations as gx
 import pandas as pd
 
-from compclip.text.negatives import PLACEHOLDER, RULES as NEGATIVE_RULES
+from compclip.text.negatives import PLACEHOLDER, RULES as TEXT_RULES, SCENE_GRAPH_RULES
 from compclip.text.positives import RULES as POSITIVE_RULES
 
-SWAP_RULES = {r for r in NEGATIVE_RULES if "swap" in r or r.startswith("shuffle")}
+NEGATIVE_TYPES = {r: t for r, (t, _) in TEXT_RULES.items()} | SCENE_GRAPH_RULES  # rule -> neg_type
+SWAP_RULES = {r for r in TEXT_RULES if "swap" in r or r.startswith("shuffle")}
 
 
 @dataclass
@@ -60,8 +61,8 @@ def negatives_suite(n: pd.DataFrame, manifest_ids: set[str], max_words: int) -> 
     E = gx.expectations
     return Suite("negatives", f, [
         *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("sample_id", "caption", "negative", "neg_type", "rule")),
-        E.ExpectColumnValuesToBeInSet(column="rule", value_set=sorted(NEGATIVE_RULES)),
-        E.ExpectColumnValuesToBeInSet(column="neg_type", value_set=sorted({t for t, _ in NEGATIVE_RULES.values()})),
+        E.ExpectColumnValuesToBeInSet(column="rule", value_set=sorted(NEGATIVE_TYPES)),
+        E.ExpectColumnValuesToBeInSet(column="neg_type", value_set=sorted(set(NEGATIVE_TYPES.values()))),
         E.ExpectColumnValuesToBeInSet(column="valid", value_set=[0, 1]),
         E.ExpectColumnValuesToBeBetween(column="negative_words", min_value=1, max_value=max_words),
         *(E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) for c in
