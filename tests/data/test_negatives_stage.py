@@ -52,3 +52,18 @@ def test_only_the_configured_splits(world, tmp_path):
     m = pd.read_parquet(manifest)
     table = pd.read_parquet(tmp_path / "neg/negatives.parquet")
     assert set(table["sample_id"]) == set(m.loc[m.split == "train", "sample_id"]) and summary["splits"] == ["train"]
+
+
+def test_cli_negatives_and_missing_columns(tmp_path, capsys):
+    from compclip.cli import main
+
+    bad = tmp_path / "m.parquet"
+    pd.DataFrame({"sample_id": ["a"], "caption": ["a dog chasing a cat"]}).to_parquet(bad)
+    assert main(["negatives", "--manifest", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert "lacks column(s) ['image_path', 'bbox_x', 'split']" in capsys.readouterr().err
+    good = tmp_path / "g.parquet"
+    pd.DataFrame({"sample_id": ["a"], "caption": ["a dog chasing a cat"], "image_path": ["x.jpg"],
+                  "bbox_x": [float("nan")], "split": ["test"]}).to_parquet(good)
+    assert main(["negatives", "--manifest", str(good), "--out", str(tmp_path / "o"), "--rules", "swap_nouns"]) == 0
+    out = pd.read_parquet(tmp_path / "o/negatives.parquet")
+    assert out["negative"].tolist() == ["a cat chasing a dog"]

@@ -35,6 +35,12 @@ SCHEMA = pa.schema([("sample_id", pa.string()), ("caption", pa.string()), ("nega
                     ("neg_type", pa.string()), ("rule", pa.string()), ("filler", pa.string()), ("valid", pa.int8())])
 
 
+def require_columns(source: pq.ParquetFile, path: Path, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in source.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{path}: manifest lacks column(s) {missing} (write it with `compclip ingest`)")
+
+
 class CaptionCache:
     """key -> generated rows (JSON) in one sqlite file."""
 
@@ -115,6 +121,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     nlp = load_spacy(cfg.spacy_model)
     source = pq.ParquetFile(manifest)
+    require_columns(source, manifest, ["sample_id", "caption", "image_path", "bbox_x", "split"])
     first = source.read_row_group(0, columns=["caption"]).column("caption").to_pylist() if source.num_row_groups else []
     filler, filler_key = _filler(cfg, nlp, first, seed)
     settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model])

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from compclip.config import PositivesConfig
+from compclip.text.negatives_table import require_columns
 from compclip.text.nlp import load_spacy, tokens
 from compclip.text.positives import RULES
 from compclip.text.rewriters import OpenAIChatRewriter, TransformersRewriter
@@ -99,6 +100,7 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
     nlp, rewriter = load_spacy(cfg.spacy_model), _rewriter(cfg)
     forbidden = negative_keys(negatives)
     source = pq.ParquetFile(manifest)
+    require_columns(source, manifest, ["sample_id", "caption", "split"])
     stats: dict[str, Counter] = defaultdict(Counter)
     covered = total = 0
     with pq.ParquetWriter(out_dir / "positives.parquet", SCHEMA) as writer, \
