@@ -67,3 +67,11 @@ def test_cli_negatives_and_missing_columns(tmp_path, capsys):
     assert main(["negatives", "--manifest", str(good), "--out", str(tmp_path / "o"), "--rules", "swap_nouns"]) == 0
     out = pd.read_parquet(tmp_path / "o/negatives.parquet")
     assert out["negative"].tolist() == ["a cat chasing a dog"]
+
+
+def test_cache_key_follows_the_rule_code(monkeypatch):
+    from compclip.text import negatives_table
+
+    before = negatives_table.code_version()
+    monkeypatch.setattr(negatives_table.Path, "read_bytes", lambda self: b"changed")
+    assert negatives_table.code_version() != before

@@ -35,6 +35,17 @@ SCHEMA = pa.schema([("sample_id", pa.string()), ("caption", pa.string()), ("nega
                     ("neg_type", pa.string()), ("rule", pa.string()), ("filler", pa.string()), ("valid", pa.int8())])
 
 
+def code_version() -> str:
+    """A digest of the code that turns a caption into negatives: a cached row is reused only if it matches,
+    so a changed rule never serves stale negatives from an earlier run."""
+    from compclip.text import fillers, negatives, nlp
+
+    h = hashlib.sha256()
+    for module in (negatives, fillers, nlp):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def require_columns(source: pq.ParquetFile, path: Path, columns: list[str]) -> None:
     missing = [c for c in columns if c not in source.schema_arrow.names]
     if missing:
@@ -124,7 +135,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
     require_columns(source, manifest, ["sample_id", "caption", "image_path", "bbox_x", "split"])
     first = source.read_row_group(0, columns=["caption"]).column("caption").to_pylist() if source.num_row_groups else []
     filler, filler_key = _filler(cfg, nlp, first, seed)
-    settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model])
+    settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model, code_version()])
     cache = CaptionCache(out_dir / "cache" / "captions.sqlite")
     checker = SceneChecker(cfg.scenes) if cfg.scenes and Path(cfg.scenes).exists() else None
 
