@@ -71,9 +71,11 @@ def main() -> None:
         rows = load_split(a.manifest, "train").head(a.batch * 4)
         data = PairDataset(rows, bundle.preprocess, bundle.tokenizer)
 
-        def loader():
+        def load_batch():
             batch = [data[i] for i in range(a.batch)]
             torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+
+        loader = load_batch
 
     for _ in range(3):
         step(), matmuls()

@@ -54,8 +54,8 @@ def test_spatial_words_are_not_objects(nlp):
     toks = tokens(nlp("a red square to the left of a blue circle"))
     assert swap_nouns(toks) == "a red circle to the left of a blue square"
     f = FixedFiller({"NOUN": "star"})
-    out = negs(nlp, "a square to the left of a circle", f)
-    assert all(r.original != "left" for r in f.seen)
+    negs(nlp, "a square to the left of a circle", f)
+    assert f.seen and all(r.original != "left" for r in f.seen)
 
 
 def test_same_noun_twice_is_not_a_swap(nlp):

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from compclip.data.images import open_image
@@ -19,7 +20,8 @@ def load_split(manifest_path, split: str) -> pd.DataFrame:
     return rows
 
 
-def load_image(row) -> "PIL.Image.Image":
+def load_image(row) -> Image.Image:
+    """The row's image, cropped to its box when it has one (Visual Genome regions)."""
     img = open_image(row.image_path)
     if not (isinstance(row.bbox_x, float) and math.isnan(row.bbox_x)):
         img = img.crop((row.bbox_x, row.bbox_y, row.bbox_x + row.bbox_w, row.bbox_y + row.bbox_h))
