@@ -5,7 +5,6 @@ read == kept + quarantined is checked before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from compclip.data.cc3m import read_cc3m
 from compclip.data.coco import read_coco
 from compclip.data.images import ImageProblem, decode, read_bytes
 from compclip.data.quarantine import Quarantine, Rejected
+from compclip.hashing import stable_unit
 from compclip.data.records import Candidate
 from compclip.data.vg import read_vg
 
@@ -26,7 +26,7 @@ COLUMNS = ["sample_id", "source", "image_id", "image_path", "caption", "split",
 
 def hash_split(source: str, image_key: str, fractions: dict[str, float]) -> str:
     """A stable split from the image's identity, so all captions of an image land together."""
-    u = int.from_bytes(hashlib.sha256(f"{source}:{image_key}".encode()).digest()[:8], "big") / 2**64
+    u = stable_unit(f"{source}:{image_key}")
     edge = 0.0
     for split in ("val", "test"):
         edge += fractions.get(split, 0.0)

@@ -4,7 +4,6 @@ hard negatives by MiniLM cosine, a split by level-1 concept, and a MAGIC-format 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from compclip.config import ConceptsConfig
+from compclip.hashing import stable_unit
 from compclip.text.concepts import LEVELS, LLMInferrer, RuleInferrer
 from compclip.text.nlp import load_spacy
 
@@ -98,7 +98,7 @@ def hard_negative_pairs(names: list[str], threshold: float, per_concept: int) ->
 
 
 def _split(concept: str, test_fraction: float, seed: int) -> str:
-    u = int.from_bytes(hashlib.sha256(f"{seed}|{concept}".encode()).digest()[:8], "big") / 2**64
+    u = stable_unit(f"{seed}|{concept}")
     return "test" if u < test_fraction else "train"
 
 

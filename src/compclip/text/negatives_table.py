@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from compclip.config import NegativesConfig
+from compclip.hashing import stable_int
 import numpy as np
 
 from compclip.data.perturb import false_attribute, false_relation
@@ -108,7 +109,7 @@ class SceneChecker:
         (negative, neg_type, rule, valid) rows; valid=0 when the caption is not of the world's grammar."""
         scene = self.scenes.get(image_path)
         d = parse_caption(caption, self.vocab) if scene is not None else None
-        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}|{sample_id}".encode()).digest()[:8], "big"))
+        rng = np.random.default_rng(stable_int(f"{seed}|{sample_id}"))
         rows = []
         makers = {"scene_graph_relation": lambda: false_relation(d, scene, rng),
                   "scene_graph_attribute": lambda: false_attribute(d, self.vocab, scene, rng)}

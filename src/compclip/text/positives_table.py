@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from compclip.config import PositivesConfig
+from compclip.hashing import stable_unit
 from compclip.text.negatives_table import require_columns
 from compclip.text.nlp import load_spacy, tokens
 from compclip.text.positives import RULES
@@ -64,7 +65,7 @@ def _sampled(caption: str, fraction: float, seed: int) -> bool:
     """A stable subset of captions (by content), so a smaller budget keeps the same captions."""
     if fraction >= 1:
         return True
-    return int.from_bytes(hashlib.sha256(f"{seed}|{caption}".encode()).digest()[:8], "big") / 2**64 < fraction
+    return stable_unit(f"{seed}|{caption}") < fraction
 
 
 def _rewriter(cfg: PositivesConfig):
