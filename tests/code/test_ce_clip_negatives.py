@@ -146,3 +146,18 @@ def test_coordinated_nouns_are_not_swapped_and_articles_agree(nlp):
     assert swap_nouns(toks) == "a bench and a woman sitting on a man"  # not the meaning-preserving man<->woman
     out = negs(nlp, "a truck", FixedFiller({"NOUN": "apple"}))
     assert out["object"].negative == "an apple"
+
+
+def test_lexicon_prefers_words_of_the_same_kind():
+    from compclip.text.nlp import Token
+
+    def np_(*words):
+        return [Token(w, "ADJ", w, " ") for w in words] + [Token("star", "NOUN", "star", "")]
+
+    lex = LexiconFiller.from_tokens([np_("small", "red"), np_("large", "blue"), np_("small", "green"),
+                                     np_("large", "red")])
+    # colours stand beside sizes and never beside each other, and the other way round: a colour is
+    # replaced by a colour, a size by a size
+    for masked in ("a <mask> star", "one <mask> star here", "x <mask>"):
+        assert lex.fill([FillRequest(masked, "red", "red", "ADJ")])[0] in {"blue", "green"}
+        assert lex.fill([FillRequest(masked, "small", "small", "ADJ")])[0] == "large"

@@ -40,9 +40,13 @@ class LexiconFiller:
 
     name = "lexicon"
 
-    def __init__(self, words_by_pos: dict[str, list[str]], seed: int = 0):
+    def __init__(self, words_by_pos: dict[str, list[str]], seed: int = 0,
+                 together: dict[str, set[str]] | None = None):
         self.words = {pos: sorted(set(w.lower() for w in ws)) for pos, ws in words_by_pos.items()}
         self.seed = seed
+        # Words seen modifying one noun together ("small red") are of different kinds (size, colour):
+        # replacing one by the other would not contradict the caption, so such pairs are avoided.
+        self.together = together or {}
 
     @classmethod
     def from_tokens(cls, token_lists, seed: int = 0, min_count: int = 1,
@@ -50,21 +54,36 @@ class LexiconFiller:
         """Each word joins the list of its most frequent POS only, so a tagger slip ("cross" tagged VERB
         once) does not make it a filler for the wrong slot."""
         counts: dict[str, Counter] = {}
+        together: dict[str, set[str]] = {}
         for toks in token_lists:
+            run: list[str] = []  # the modifiers in front of one noun
             for t in toks:
                 if t.text.isalpha() and t.text.lower() not in exclude:
                     counts.setdefault(t.text.lower(), Counter())[t.pos] += 1
+                if t.pos == "ADJ" or t.tag == "VBN":
+                    run.append(t.text.lower())
+                    continue
+                for w in run:
+                    together.setdefault(w, set()).update(x for x in run if x != w)
+                run = []
         words: dict[str, list[str]] = {}
         for word, by_pos in counts.items():
             pos, n = by_pos.most_common(1)[0]
             if n >= min_count:
                 words.setdefault(pos, []).append(word)
-        return cls(words, seed)
+        return cls(words, seed, together)
+
+    def _same_kind(self, word: str, choices: list[str]) -> list[str]:
+        """Words never seen beside `word` but seen beside the same partners: "red" -> other colours,
+        since colours all stand next to sizes and never next to each other."""
+        partners = self.together.get(word, set())
+        return [w for w in choices if w not in partners and self.together.get(w, set()) & partners]
 
     def fill(self, requests: list[FillRequest]) -> list[str | None]:
         out = []
         for req in requests:
             choices = [w for w in self.words.get(req.pos, []) if w not in _forbidden(req)]
+            choices = self._same_kind(req.original.lower(), choices) or choices
             if not choices:
                 out.append(None)
                 continue

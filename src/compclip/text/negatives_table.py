@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import asdict
@@ -98,7 +99,7 @@ class SceneChecker:
                 rec = json.loads(line)
                 objs = tuple(SceneObject(o["shape"], o["color"], o["size"], o["pattern"], o["row"], o["col"])
                              for o in rec["objects"])
-                self.scenes[str(root / rec["image_path"])] = Scene(objs)
+                self.scenes[os.path.abspath(root / rec["image_path"])] = Scene(objs)
                 for o in rec["objects"]:
                     for k in ("shape", "color", "size", "pattern"):
                         values[k].add(o[k])
@@ -107,7 +108,7 @@ class SceneChecker:
     def exact(self, image_path: str, caption: str, seed: int, sample_id: str) -> list[tuple[str, str, str, int]]:
         """Negatives made from the scene graph itself: a false relation, a false attribute.
         (negative, neg_type, rule, valid) rows; valid=0 when the caption is not of the world's grammar."""
-        scene = self.scenes.get(image_path)
+        scene = self.scenes.get(os.path.abspath(image_path))
         d = parse_caption(caption, self.vocab) if scene is not None else None
         rng = np.random.default_rng(stable_int(f"{seed}|{sample_id}"))
         rows = []
@@ -119,7 +120,7 @@ class SceneChecker:
         return rows
 
     def verdict(self, image_path: str, text: str) -> str:
-        scene = self.scenes.get(image_path)
+        scene = self.scenes.get(os.path.abspath(image_path))
         if scene is None:
             return "no_scene"
         d = parse_caption(text, self.vocab)
