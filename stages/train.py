@@ -1,11 +1,12 @@
-"""DVC stage train: fine-tune (or train from scratch) with the method in params.yaml."""
+"""DVC stage train@<method>: train one method of params.yaml `methods` (also under torchrun)."""
 
-from pathlib import Path
+import sys
 
 from compclip.config import params
 from compclip.training.trainer import train
 from stages import run
 
 if __name__ == "__main__":
-    p = params()
-    run(lambda: train(p.train, p.model, p.mlflow, Path(p.ingest.out_dir) / "manifest.parquet", p.seed))
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m stages.train METHOD   (a key of params.yaml `methods`)")
+    run(lambda: train(params(), sys.argv[1]))

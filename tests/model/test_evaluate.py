@@ -18,7 +18,7 @@ def trained(world, tmp_path_factory):
 
     base, manifest = world
     p = run_params(base, tmp_path_factory.mktemp("eval"), epochs=1)
-    return p, manifest, train(p.train, p.model, p.mlflow, manifest, p.seed)
+    return p, manifest, train(p, "clip")
 
 
 def test_cli_evaluate_sugarcrepe(trained, tmp_path, capsys):

@@ -30,7 +30,7 @@ def uninterrupted(world, tmp_path_factory):
     base, manifest = world
     tmp = tmp_path_factory.mktemp("straight")
     p = run_params(base, tmp)
-    summary = train(p.train, p.model, p.mlflow, manifest, p.seed)
+    summary = train(p, "clip")
     return p, summary
 
 
@@ -51,16 +51,16 @@ def test_resume_after_crash_gives_identical_weights(world, uninterrupted, tmp_pa
     steps = ref["steps"]
     crash_at = steps // 2 + 2  # mid-epoch, a few steps after a checkpoint
     with pytest.raises(KeyboardInterrupt):
-        train(p.train, p.model, p.mlflow, manifest, p.seed, stop_after_steps=crash_at)
-    ckpt = latest_checkpoint(Path(p.train.out_dir) / "checkpoints")
+        train(p, "clip", stop_after_steps=crash_at)
+    ckpt = latest_checkpoint(Path(p.train.out_dir) / "clip" / "checkpoints")
     first_run = load_checkpoint(ckpt)["run_id"]
     assert load_checkpoint(ckpt)["step"] < crash_at
     assert run_status(p, first_run) == "KILLED"  # never left RUNNING
 
-    resumed = train(p.train, p.model, p.mlflow, manifest, p.seed)
+    resumed = train(p, "clip")
     assert resumed["run_id"] == first_run and run_status(p, first_run) == "FINISHED"
-    assert same(weights(Path(p.train.out_dir) / "model.pt"), weights(Path(p_ref.train.out_dir) / "model.pt"))
-    a, b = (load_checkpoint(latest_checkpoint(Path(x.train.out_dir) / "checkpoints")) for x in (p, p_ref))
+    assert same(weights(Path(p.train.out_dir) / "clip" / "model.pt"), weights(Path(p_ref.train.out_dir) / "clip" / "model.pt"))
+    a, b = (load_checkpoint(latest_checkpoint(Path(x.train.out_dir) / "clip" / "checkpoints")) for x in (p, p_ref))
     assert a["step"] == b["step"] == steps
     assert same(a["optimizer"]["state"][0], b["optimizer"]["state"][0])
 
@@ -69,13 +69,13 @@ def test_changed_params_do_not_resume(world, uninterrupted, tmp_path):
     base, manifest = world
     p_ref, ref = uninterrupted
     p = run_params(base, tmp_path, lr=p_ref.train.lr * 2, epochs=1)
-    out = Path(p.train.out_dir)
+    out = Path(p.train.out_dir) / "clip"
     out.mkdir(parents=True)
     # seed the checkpoint folder with the other run's checkpoints
-    src = Path(p_ref.train.out_dir) / "checkpoints"
+    src = Path(p_ref.train.out_dir) / "clip" / "checkpoints"
     (out / "checkpoints").mkdir()
     for f in src.glob("*.pt"):
         (out / "checkpoints" / f.name).write_bytes(f.read_bytes())
-    summary = train(p.train, p.model, p.mlflow, manifest, p.seed)
+    summary = train(p, "clip")
     assert summary["run_id"] != ref["run_id"]  # a fresh run, not a continuation
     assert json.loads((out / "summary.json").read_text())["steps"] == ref["steps"] // 2

@@ -10,6 +10,7 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -17,12 +18,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from compclip.config import MlflowConfig, ModelConfig, TrainConfig
+from compclip.config import Params, TrainConfig
 from compclip.losses import build_loss
 from compclip.models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from compclip.models.factory import create
-from compclip.training import tracking
-from compclip.training.data import EpochBatches, PairDataset, load_split
+from compclip.training import distributed, tracking
+from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, load_split,
+                                    negative_texts, positive_texts)
+from compclip.training.step import forward_backward
 from compclip.training.optim import param_groups, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,12 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(train: TrainConfig, model: ModelConfig, seed: int, manifest_digest: str) -> str:
+def fingerprint(p: Params, method: str, data_digests: list[str]) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result."""
-    relevant = train.model_dump(mode="json", exclude={"out_dir", "resume", "checkpoint_every_steps",
-                                                      "num_workers", "threads", "device"})
-    blob = json.dumps([relevant, model.model_dump(mode="json"), seed, manifest_digest], sort_keys=True)
+    relevant = p.train.model_dump(mode="json", exclude={"out_dir", "resume", "checkpoint_every_steps",
+                                                        "num_workers", "threads", "device"})
+    blob = json.dumps([relevant, method, p.recipe(method), p.loss.model_dump(mode="json"),
+                       p.model.model_dump(mode="json"), p.seed, data_digests], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -62,7 +66,9 @@ def _autocast(precision: str, device: torch.device):
 class Trainer:
     """The objects one run trains, and how to save and restore them together."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module  # unwrapped: its state_dict is the checkpoint's
+    wrapped: torch.nn.Module  # what the step calls (DistributedDataParallel when distributed)
+    loss_fn: torch.nn.Module  # holds CE-CLIP's thresholds
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -73,13 +79,14 @@ class Trainer:
 
     def state(self) -> dict:
         return {"model_name": self.model_name, "fingerprint": self.fingerprint, "step": self.step,
-                "run_id": self.run_id, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "run_id": self.run_id, "model": self.model.state_dict(), "loss": self.loss_fn.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
+        self.loss_fn.load_state_dict(ckpt["loss"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -114,101 +121,157 @@ def _find_resume(resume: str | None, ckpt_dir: Path, fp: str) -> dict | None:
     return ckpt
 
 
-def train(train_cfg: TrainConfig, model_cfg: ModelConfig, mlflow_cfg: MlflowConfig, manifest: Path, seed: int,
-          stop_after_steps: int | None = None) -> dict:
-    """Train and write out_dir/{model.pt, checkpoints/, summary.json}; returns the summary.
+def _training_data(p: Params, needs: set[str], rows, bundle, seed: int):
+    """The tables a method reads, tokenized; and their digests for the resume fingerprint."""
+    manifest = Path(p.ingest.out_dir) / "manifest.parquet"
+    used = [manifest]
+    negatives = positives = groups = None
+    if "negatives" in needs:
+        used.append(Path(p.negatives.out_dir) / "negatives.parquet")
+        negatives = negative_texts(used[-1], rows, p.loss.negative_rules)
+    if "positives" in needs:
+        used.append(Path(p.positives.out_dir) / "positives.parquet")
+        positives = positive_texts(used[-1], rows, p.loss.hard_positive.positive_ratio, seed)
+    if "groups" in needs:
+        concepts = Path(p.concepts.out_dir)
+        used += [concepts / f for f in ("memberships.parquet", "groups.parquet", "hard_negatives.parquet")]
+        groups = ConceptGroups.load(concepts, rows, seed)
+    items = TrainingItems(rows, bundle.preprocess, bundle.tokenizer, negatives, positives)
+    return items, groups, [file_digest(f) for f in used]
+
+
+def _plan(p: Params, needs: set[str], world_size: int) -> BatchPlan:
+    cfg, cg = p.train, p.loss.clear_glass
+    b = cfg.batch_size if "pairs" in needs else 0
+    m = cg.groups_per_batch if "groups" in needs else 0
+    for name, count in (("train.batch_size", b), ("loss.clear_glass.groups_per_batch", m)):
+        if count % (world_size * cfg.accum_steps):
+            raise ValueError(f"params.yaml: {name}={count} must divide by processes × train.accum_steps "
+                             f"= {world_size} × {cfg.accum_steps}")
+    return BatchPlan(b // world_size, m // world_size, cg.group_size if m else 0)
+
+
+def train(p: Params, method: str, stop_after_steps: int | None = None) -> dict:
+    """Train `method` (a weighted sum of loss terms, params `methods`) into train.out_dir/<method>/
+    {model.pt, checkpoints/, summary.json}; returns the summary. Under torchrun every process runs this.
 
     stop_after_steps simulates a crash (tests): the loop stops there without finishing the run.
     """
-    out_dir = Path(train_cfg.out_dir)
+    cfg = p.train
+    out_dir = Path(cfg.out_dir) / method
     ckpt_dir = out_dir / "checkpoints"
-    device = resolve_device(train_cfg.device)
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
-    torch.manual_seed(seed)
-    random.seed(seed)
+    recipe = p.recipe(method)
+    d, device = distributed.init(resolve_device(cfg.device))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(p.seed)
+    random.seed(p.seed)
 
-    bundle = create(model_cfg.name, model_cfg.pretrained, device,
-                    str(model_cfg.cache_dir) if model_cfg.cache_dir else None)
+    bundle = create(p.model.name, p.model.pretrained, device, str(p.model.cache_dir) if p.model.cache_dir else None)
     model = bundle.model
-    rows = load_split(manifest, "train")
-    data = PairDataset(rows, bundle.preprocess, bundle.tokenizer)
-    steps_per_epoch = len(data) // train_cfg.batch_size
+    loss_fn = build_loss(recipe, p.loss, p.loss.negative_rules).to(device)
+    rows = load_split(Path(p.ingest.out_dir) / "manifest.parquet", "train")
+    items, groups, digests = _training_data(p, loss_fn.needs, rows, bundle, p.seed)
+    plan = _plan(p, loss_fn.needs, d.world_size)
+    steps_per_epoch = len(rows) // cfg.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{manifest}: {len(data)} training pairs < batch_size {train_cfg.batch_size}")
-    total_steps = steps_per_epoch * train_cfg.epochs
+        raise ValueError(f"{p.ingest.out_dir}/manifest.parquet: {len(rows)} training pairs < batch_size {cfg.batch_size}")
+    total_steps = steps_per_epoch * cfg.epochs
 
-    optimizer = torch.optim.AdamW(param_groups(model, train_cfg.weight_decay), lr=train_cfg.lr,
-                                  betas=(train_cfg.beta1, train_cfg.beta2), eps=train_cfg.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(train_cfg.warmup_steps, total_steps))
-    scaler = torch.amp.GradScaler(device.type, enabled=train_cfg.precision == "amp" and device.type == "cuda")
-    fp = fingerprint(train_cfg, model_cfg, seed, file_digest(manifest))
-    trainer = Trainer(model, optimizer, scheduler, scaler, model_cfg.name, fp)
-    ckpt = _find_resume(train_cfg.resume, ckpt_dir, fp)
+    wrapped = model
+    if d.world_size > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, total_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "amp" and device.type == "cuda")
+    fp = fingerprint(p, method, digests)
+    trainer = Trainer(model, wrapped, loss_fn, optimizer, scheduler, scaler, p.model.name, fp)
+    ckpt = _find_resume(cfg.resume, ckpt_dir, fp)
     if ckpt:
         trainer.restore(ckpt)
-    loss_fn = build_loss(train_cfg.method)
 
-    experiment_id = tracking.configure(mlflow_cfg)
     started = time.perf_counter()
-    with tracking.tracked_run(experiment_id, f"train-{train_cfg.method}", trainer.run_id) as run:
-        if trainer.run_id is None:
-            trainer.run_id = run.info.run_id
-            mlflow.log_params({"method": train_cfg.method, "model": model_cfg.name, "pretrained": model_cfg.pretrained,
-                               "seed": seed, "train_pairs": len(data), "steps": total_steps, "fingerprint": fp,
-                               **train_cfg.model_dump(mode="json", exclude={"method", "out_dir"})})
-        metrics = tracking.MetricBuffer(trainer.run_id)
+    tracked = nullcontext(None)
+    if d.main:
+        experiment_id = tracking.configure(p.mlflow)
+        tracked = tracking.tracked_run(experiment_id, f"train-{method}", trainer.run_id)
+    with tracked as run:
+        metrics = None
+        if d.main:
+            if trainer.run_id is None:
+                trainer.run_id = run.info.run_id
+                mlflow.log_params({"method": method, "recipe": json.dumps(recipe), "model": p.model.name,
+                                   "pretrained": p.model.pretrained, "seed": p.seed, "train_pairs": len(rows),
+                                   "steps": total_steps, "fingerprint": fp, "world_size": d.world_size,
+                                   "loss": json.dumps(p.loss.model_dump(mode="json")),
+                                   **cfg.model_dump(mode="json", exclude={"out_dir"})})
+            metrics = tracking.MetricBuffer(trainer.run_id)
         model.train()
-        progress = tqdm(total=total_steps, initial=trainer.step, desc=f"train {train_cfg.method}", unit="step")
+        progress = tqdm(total=total_steps, initial=trainer.step, desc=f"train {method}", unit="step", disable=not d.main)
         while trainer.step < total_steps:
             epoch, start_batch = divmod(trainer.step, steps_per_epoch)
-            loader = DataLoader(data, batch_sampler=EpochBatches(len(data), train_cfg.batch_size, seed, epoch,
-                                                                 start_batch), num_workers=train_cfg.num_workers)
-            for images, texts in loader:
-                terms = _step(trainer, loss_fn, images.to(device), texts.to(device), train_cfg, device)
+            if start_batch == 0:
+                loss_fn.begin_epoch()
+            sampler = StepBatches(len(rows), cfg.batch_size, p.seed, epoch, start_batch, with_pairs=plan.pairs > 0,
+                                  groups=groups, groups_per_batch=p.loss.clear_glass.groups_per_batch,
+                                  group_size=plan.group_size, rank=d.rank, world_size=d.world_size)
+            loader = DataLoader(items, batch_sampler=sampler, collate_fn=partial(collate, plan=plan),
+                                num_workers=cfg.num_workers)
+            for batch in loader:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                terms = _step(trainer, batch, cfg, device, d)
                 trainer.step += 1
                 progress.update()
                 progress.set_postfix(loss=f"{terms['loss']:.3f}")
-                metrics.log(terms, trainer.step)
+                if metrics:
+                    metrics.log(terms, trainer.step)
                 if trainer.step == stop_after_steps:
-                    metrics.flush()
+                    if metrics:
+                        metrics.flush()
                     raise KeyboardInterrupt(f"stopped after {stop_after_steps} steps (simulated crash)")
                 epoch_end = trainer.step % steps_per_epoch == 0
-                if epoch_end or (train_cfg.checkpoint_every_steps and
-                                 trainer.step % train_cfg.checkpoint_every_steps == 0):
+                if d.main and (epoch_end or (cfg.checkpoint_every_steps and
+                                             trainer.step % cfg.checkpoint_every_steps == 0)):
                     trainer.save(ckpt_dir)
         progress.close()
-        metrics.flush()
-        summary = _finish(trainer, out_dir, bundle.name, len(data), total_steps, time.perf_counter() - started)
+        summary = None
+        if d.main:
+            metrics.flush()
+            summary = _finish(trainer, out_dir, bundle.name, method, len(rows), total_steps,
+                              time.perf_counter() - started)
+    distributed.barrier(d)
+    distributed.shutdown(d)
     return summary
 
 
-def _step(trainer: Trainer, loss_fn, images, texts, cfg: TrainConfig, device) -> dict[str, float]:
+def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distributed.Dist) -> dict[str, float]:
     model, optimizer = trainer.model, trainer.optimizer
     optimizer.zero_grad(set_to_none=True)
-    with _autocast(cfg.precision, device):
-        out = model(images, texts)
-        losses = loss_fn(out["image_features"], out["text_features"], out["logit_scale"], output_dict=True)
-        total = sum(losses.values())
-    trainer.scaler.scale(total).backward()
+    terms = forward_backward(trainer.wrapped, trainer.loss_fn, batch, accum_steps=cfg.accum_steps, rank=d.rank,
+                             world_size=d.world_size, autocast=lambda: _autocast(cfg.precision, device),
+                             scale=trainer.scaler.scale)
     if cfg.grad_clip_norm:
         trainer.scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
     trainer.scaler.step(optimizer)
     trainer.scaler.update()
     trainer.scheduler.step()
+    trainer.loss_fn.end_step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-    return {"loss": total.item(), **{k: v.item() for k, v in losses.items()},
-            "lr": optimizer.param_groups[0]["lr"], "logit_scale": model.logit_scale.exp().item()}
+    return {"loss": sum(terms.values()).item(), **{k: v.item() for k, v in terms.items()},
+            "lr": optimizer.param_groups[0]["lr"], "logit_scale": model.logit_scale.exp().item(),
+            **trainer.loss_fn.metrics()}
 
 
-def _finish(trainer: Trainer, out_dir: Path, model_name: str, pairs: int, steps: int, seconds: float) -> dict:
+def _finish(trainer: Trainer, out_dir: Path, model_name: str, method: str, pairs: int, steps: int,
+            seconds: float) -> dict:
     model_path = out_dir / "model.pt"
     save_checkpoint(model_path, {"model_name": model_name, "model": trainer.model.state_dict(),
                                  "fingerprint": trainer.fingerprint, "step": trainer.step})
-    summary = {"run_id": trainer.run_id, "model": str(model_path), "model_name": model_name, "steps": steps,
-               "train_pairs": pairs}
+    summary = {"run_id": trainer.run_id, "method": method, "model": str(model_path), "model_name": model_name,
+               "steps": steps, "train_pairs": pairs, **trainer.loss_fn.metrics()}
     mlflow.log_metric("train_seconds_last_session", seconds)
     mlflow.log_artifact(str(model_path), artifact_path="checkpoint")
     trainer.model.eval()
