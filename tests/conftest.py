@@ -59,3 +59,23 @@ def run_params(base, tmp: Path, **train_overrides):
     return base.model_copy(update={
         "train": base.train.model_copy(update={"out_dir": tmp / "models", **train_overrides}),
         "evaluate": base.evaluate.model_copy(update={"out_dir": tmp / "reports"})})
+
+
+@pytest.fixture(scope="session")
+def generated(world, tmp_path_factory):
+    """The tiny world's negatives, positives and concept tables, with params pointing at them."""
+    from compclip.text.concepts_table import build_concepts
+    from compclip.text.negatives_table import build_negatives
+    from compclip.text.positives_table import build_positives
+
+    p, manifest = world
+    tmp = tmp_path_factory.mktemp("generated")
+    neg = p.negatives.model_copy(update={"out_dir": tmp / "neg", "scenes": p.synth.out_dir / "scenes.jsonl"})
+    pos = p.positives.model_copy(update={"out_dir": tmp / "pos", "caption_fraction": 1.0})
+    con = p.concepts.model_copy(update={"out_dir": tmp / "con", "min_group_size": 3})
+    build_negatives(manifest, neg, p.seed)
+    build_positives(manifest, tmp / "neg/negatives.parquet", pos, p.seed)
+    build_concepts(manifest, con, p.seed)
+    loss = p.loss.model_copy(update={"clear_glass": p.loss.clear_glass.model_copy(
+        update={"groups_per_batch": 4, "group_size": 4})})
+    return p.model_copy(update={"negatives": neg, "positives": pos, "concepts": con, "loss": loss}), manifest
