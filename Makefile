@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/dvc repro
 	@echo
-	$(VENV)/bin/compclip report reports/*/metrics.json
+	cat reports/compare/compare.md
 	@echo
 	@echo "MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db  (then http://127.0.0.1:5000)"
-	@echo "Reports:    reports/<method>/metrics.json   data/ingest/summary.json   dvc metrics show"
+	@echo "Reports:    reports/compare/{compare.md,compare.png}   reports/<method>/metrics.json   data/ingest/summary.json   dvc metrics show"
 
 test: setup
 	$(VENV)/bin/pytest -q
@@ -35,6 +35,7 @@ test-fast: setup
 bench: setup
 	$(PY) bench/train_throughput.py --model compclip-tiny-rn
 	$(PY) bench/negatives_throughput.py
+	$(PY) bench/method_step_time.py
 
 clean:
 	rm -rf data models reports mlflow/mlflow.db mlflow/artifacts

@@ -38,7 +38,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     bundle = create(a.model)
-    model, loss_fn = bundle.model, build_loss("clip")
+    model, loss_fn = bundle.model, build_loss({"clip": 1.0})
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -48,7 +48,7 @@ def main() -> None:
     def step():
         opt.zero_grad(set_to_none=True)
         out = model(images, texts)
-        sum(loss_fn(out["image_features"], out["text_features"], out["logit_scale"], output_dict=True).values()).backward()
+        sum(loss_fn(**out).values()).backward()
         opt.step()
 
     counter = FlopCounterMode(display=False)

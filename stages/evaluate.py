@@ -1,6 +1,8 @@
-"""DVC stage evaluate: SugarCrepe-format accuracy with CIs and test retrieval -> reports/<method>/metrics.json."""
+"""DVC stage evaluate@<method>: SugarCrepe-format accuracy with CIs, retrieval, hard positives (ATA,
+brittleness) and abstraction levels -> reports/<method>/metrics.json, and into the method's MLflow run."""
 
 import json
+import sys
 from pathlib import Path
 
 from compclip.config import params
@@ -9,13 +11,18 @@ from compclip.evaluation.run import run_evaluation
 from stages import run
 
 
-def main():
+def main(method: str):
     p = params()
-    summary = json.loads((Path(p.train.out_dir) / "summary.json").read_text())
+    p.recipe(method)  # a clear error for a method params.yaml does not define
+    summary = json.loads((Path(p.train.out_dir) / method / "summary.json").read_text())
     results = run_evaluation(summary["model"], p.evaluate, Path(p.ingest.out_dir) / "manifest.parquet", p.seed,
-                             p.train.device, p.mlflow, summary["run_id"])
-    print(sugarcrepe_table({p.train.method: results}))
+                             p.train.device, p.mlflow, summary["run_id"],
+                             benchmarks=Path(p.benchmarks.out_dir) if p.benchmarks else None,
+                             out_dir=Path(p.evaluate.out_dir) / method)
+    print(sugarcrepe_table({method: results}))
 
 
 if __name__ == "__main__":
-    run(main)
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m stages.evaluate METHOD   (a key of params.yaml `methods`)")
+    run(lambda: main(sys.argv[1]))

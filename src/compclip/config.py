@@ -172,6 +172,8 @@ class ModelConfig(Strict):
 class TrainConfig(Strict):
     out_dir: Path  # each method trains into out_dir/<method>/{model.pt, checkpoints/, summary.json}
     epochs: int = Field(ge=1)
+    max_steps: int | None = Field(None, ge=1)  # stop (and end the cosine schedule) here, before `epochs` ends
+    init_from: Path | None = None  # a compclip model.pt to start from (the demo: the pretrain stage's CLIP)
     batch_size: int = Field(ge=2)  # global (image, caption) pairs per step, over all processes
     accum_steps: int = Field(1, ge=1)  # micro-batches per step; features are cached so the gradient is the full batch's
     lr: float = Field(gt=0)
@@ -266,6 +268,7 @@ class Params(Strict):
     concepts: ConceptsConfig
     validate_: ValidateConfig = Field(alias="validate")
     model: ModelConfig
+    pretrain: TrainConfig | None = None  # CLIP on the training data before the methods fine-tune (dvc: pretrain)
     train: TrainConfig
     loss: LossConfig = LossConfig()
     methods: dict[str, dict[str, float]] = {"clip": {"clip": 1.0}}  # method -> weighted sum of loss terms

@@ -41,3 +41,43 @@ def score_retrieval(cache: EmbeddingCache, rows: pd.DataFrame, ks: list[int]) ->
                            rows["image_path"].map(row_of).to_numpy(), ks)
     out["images"], out["captions"], out["chance_R@1"] = len(images), len(rows), 1 / len(images)
     return out
+
+
+def score_hard_positives(cache: EmbeddingCache, items: list[dict], samples: int, confidence: float, seed: int) -> dict:
+    """Original accuracy P[s(c) > s(c_n)], Augmented Test Accuracy P[s(c_n) < s(c_p) and s(c_n) < s(c)],
+    brittleness P[s(c) > s(c_n) > s(c_p) or s(c_p) > s(c_n) > s(c)] (Kamath et al., divided by N),
+    per source file and over all items."""
+    if not items:
+        return {}
+    img = cache.image_matrix([it["image_path"] for it in items])
+    s_c, s_p, s_n = ((img * cache.text_matrix([it[k] for it in items])).sum(1).numpy()
+                     for k in ("true_caption", "positive_caption", "false_caption"))
+    outcomes = {"original": s_c > s_n, "augmented": (s_n < s_p) & (s_n < s_c),
+                "brittleness": ((s_c > s_n) & (s_n > s_p)) | ((s_p > s_n) & (s_n > s_c))}
+    sources = np.array([it["source"] for it in items])
+    out = {}
+    for name in ["all", *sorted(set(sources))]:
+        mask = np.ones(len(items), bool) if name == "all" else sources == name
+        out[name] = {k: accuracy_with_ci(v[mask], samples, confidence, seed) for k, v in outcomes.items()}
+    return out
+
+
+def score_abstraction(cache: EmbeddingCache, items: list[dict], samples: int, confidence: float, seed: int) -> dict:
+    """CLEAR GLASS's 2-way test per level: i2t, the image prefers its own level-L text to the distractor's;
+    t2i, its level-L text prefers it to the distractor image. Items whose two texts are equal at a level
+    (both "shape") cannot be told apart there and are left out of that level (n says how many remain)."""
+    if not items:
+        return {}
+    img = cache.image_matrix([it["image_path"] for it in items])
+    dis = cache.image_matrix([it["distractor_path"] for it in items])
+    out = {}
+    for level in items[0]["texts"]:
+        keep = np.array([it["texts"][level] != it["distractor_texts"][level] for it in items])
+        own = cache.text_matrix([it["texts"][level] for it in items])
+        other = cache.text_matrix([it["distractor_texts"][level] for it in items])
+        s_own = (img * own).sum(1).numpy()
+        i2t = s_own > (img * other).sum(1).numpy()
+        t2i = s_own > (dis * own).sum(1).numpy()
+        out[level] = {"i2t": accuracy_with_ci(i2t[keep], samples, confidence, seed),
+                      "t2i": accuracy_with_ci(t2i[keep], samples, confidence, seed)}
+    return out

@@ -26,4 +26,14 @@ def sugarcrepe_table(results: dict[str, dict]) -> str:
     for key in ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "chance_R@1"):
         if all(key in r.get("retrieval", {}) for r in results.values()):
             lines.append(f"{key:14}" + "".join(f"{100 * results[m]['retrieval'][key]:>{width}.1f}" for m in methods))
+    if all(r.get("hard_positives") for r in results.values()):
+        lines.append("hard positives (all items): original, augmented test accuracy (ATA), brittleness (lower is better):")
+        for key in ("original", "augmented", "brittleness"):
+            lines.append(f"  {key:12}" + "".join(f"{cell(results[m]['hard_positives']['all'][key]):>{width}}"
+                                                 for m in methods))
+    if all(r.get("abstraction") for r in results.values()):
+        lines.append("abstraction levels, 2-way image->text (chance 50):")
+        for level in next(iter(results.values()))["abstraction"]:
+            lines.append(f"  {level:12}" + "".join(f"{cell(results[m]['abstraction'][level]['i2t']):>{width}}"
+                                                   for m in methods))
     return "\n".join(lines)

@@ -9,7 +9,8 @@ import mlflow
 
 from compclip.config import EvaluateConfig, MlflowConfig
 from compclip.evaluation.encode import EmbeddingCache
-from compclip.evaluation.evaluate import group_means, score_retrieval, score_sugarcrepe
+from compclip.evaluation.evaluate import (group_means, score_abstraction, score_hard_positives, score_retrieval,
+                                          score_sugarcrepe)
 from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
 from compclip.models.factory import load_model
 from compclip.training.data import load_split
@@ -27,19 +28,35 @@ def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "aut
 
 
 def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, device: str = "auto",
-                   mlflow_cfg: MlflowConfig | None = None, run_id: str | None = None) -> dict:
+                   mlflow_cfg: MlflowConfig | None = None, run_id: str | None = None,
+                   benchmarks: Path | None = None, out_dir: Path | None = None) -> dict:
+    """All metrics of one model; with `benchmarks` (the benchmarks stage's folder) also hard-positive ATA and
+    brittleness and CLEAR GLASS abstraction levels. Writes out_dir (default cfg.out_dir)/metrics.json."""
     dev = resolve_device(device)
     cache = EmbeddingCache(load_model(model, dev), dev, cfg.batch_size)
     results = evaluate_sugarcrepe(model, cfg.sugarcrepe.data, cfg.sugarcrepe.images,
                                   bootstrap_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=seed,
                                   cache=cache)
     results["retrieval"] = score_retrieval(cache, load_split(manifest, "test"), cfg.recall_at)
-    out = Path(cfg.out_dir)
+    if benchmarks is not None:
+        ci = (cfg.bootstrap_samples, cfg.confidence, seed)
+        results["hard_positives"] = score_hard_positives(cache, _load(Path(benchmarks) / "hard_positives.json"), *ci)
+        results["abstraction"] = score_abstraction(cache, _load(Path(benchmarks) / "abstraction.json"), *ci)
+    out = Path(out_dir or cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     if mlflow_cfg is not None:
         _log(results, out / "metrics.json", mlflow_cfg, run_id)
     return results
+
+
+def _load(path: Path) -> list[dict]:
+    if not path.exists():
+        raise ValueError(f"{path}: missing; run the benchmarks stage (dvc repro benchmarks)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
 
 
 def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None) -> None:
@@ -52,5 +69,9 @@ def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None
                  for k, v in results["sugarcrepe"].items() if "held_out" in v and v["held_out"]["n"]}
         flat |= {f"eval/sugarcrepe_{k}": v for k, v in results["sugarcrepe_groups"].items()}
         flat |= {f"eval/retrieval/{k}": v for k, v in results["retrieval"].items()}
+        flat |= {f"eval/hard_positives/{src}/{k}": v["accuracy"] for src, d in results.get("hard_positives", {}).items()
+                 for k, v in d.items()}
+        flat |= {f"eval/abstraction/{lvl}/{k}": v["accuracy"] for lvl, d in results.get("abstraction", {}).items()
+                 for k, v in d.items() if v["n"]}
         mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in flat.items()})
         mlflow.log_artifact(str(path), artifact_path="evaluation")

@@ -151,7 +151,18 @@ def _plan(p: Params, needs: set[str], world_size: int) -> BatchPlan:
     return BatchPlan(b // world_size, m // world_size, cg.group_size if m else 0)
 
 
-def train(p: Params, method: str, stop_after_steps: int | None = None) -> dict:
+def _init_weights(model: torch.nn.Module, path: Path, model_name: str) -> str:
+    """Start from a compclip checkpoint (e.g. the pretrain stage's CLIP); returns its digest."""
+    if not path.exists():
+        raise ValueError(f"train.init_from: {path} does not exist (run `dvc repro pretrain` first)")
+    ckpt = load_checkpoint(path)
+    if ckpt.get("model_name") != model_name:
+        raise ValueError(f"train.init_from: {path} holds a {ckpt.get('model_name')!r} model, params ask for {model_name!r}")
+    model.load_state_dict(ckpt["model"])
+    return file_digest(path)
+
+
+def train(p: Params, method: str, stop_after_steps: int | None = None, run_name: str | None = None) -> dict:
     """Train `method` (a weighted sum of loss terms, params `methods`) into train.out_dir/<method>/
     {model.pt, checkpoints/, summary.json}; returns the summary. Under torchrun every process runs this.
 
@@ -176,7 +187,9 @@ def train(p: Params, method: str, stop_after_steps: int | None = None) -> dict:
     steps_per_epoch = len(rows) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{p.ingest.out_dir}/manifest.parquet: {len(rows)} training pairs < batch_size {cfg.batch_size}")
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
+    if cfg.init_from:
+        digests.append(_init_weights(model, Path(cfg.init_from), p.model.name))
 
     wrapped = model
     if d.world_size > 1:
@@ -195,7 +208,7 @@ def train(p: Params, method: str, stop_after_steps: int | None = None) -> dict:
     tracked = nullcontext(None)
     if d.main:
         experiment_id = tracking.configure(p.mlflow)
-        tracked = tracking.tracked_run(experiment_id, f"train-{method}", trainer.run_id)
+        tracked = tracking.tracked_run(experiment_id, run_name or f"train-{method}", trainer.run_id)
     with tracked as run:
         metrics = None
         if d.main:
@@ -230,10 +243,13 @@ def train(p: Params, method: str, stop_after_steps: int | None = None) -> dict:
                     if metrics:
                         metrics.flush()
                     raise KeyboardInterrupt(f"stopped after {stop_after_steps} steps (simulated crash)")
+                last = trainer.step == total_steps  # max_steps can end mid-epoch
                 epoch_end = trainer.step % steps_per_epoch == 0
-                if d.main and (epoch_end or (cfg.checkpoint_every_steps and
-                                             trainer.step % cfg.checkpoint_every_steps == 0)):
+                if d.main and (epoch_end or last or (cfg.checkpoint_every_steps and
+                                                     trainer.step % cfg.checkpoint_every_steps == 0)):
                     trainer.save(ckpt_dir)
+                if last:
+                    break
         progress.close()
         summary = None
         if d.main:

@@ -1,0 +1,17 @@
+"""DVC stage pretrain: CLIP on the training data (params `pretrain`); every method fine-tunes from it
+(train.init_from), as the papers fine-tune a pretrained CLIP."""
+
+from compclip.config import ConfigError, params
+from compclip.training.trainer import train
+from stages import run
+
+
+def main():
+    p = params()
+    if p.pretrain is None:
+        raise ConfigError("params.yaml: no `pretrain` section; remove the pretrain stage or add the section")
+    return train(p.model_copy(update={"train": p.pretrain}), "clip", run_name="pretrain-clip")
+
+
+if __name__ == "__main__":
+    run(main)
