@@ -58,10 +58,12 @@ def main() -> None:
     ap.add_argument("--model", default="compclip-tiny-rn")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     p = load_params()
     torch.manual_seed(0)
-    model = create(a.model).model
+    model = create(a.model, device=dev).model
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -72,12 +74,14 @@ def main() -> None:
     cases = {name: (build_loss(r, p.loss, p.loss.negative_rules), None) for name, r in recipes.items()}
     if "clear_glass" in recipes:
         cases["clear_glass(centroid)"] = (build_loss(recipes["clear_glass"], centroid, p.loss.negative_rules), None)
-    cases = {name: (loss, make_batch(loss.needs, a.batch, k, cg.groups_per_batch, cg.group_size, size, ctx))
+    cases = {name: (loss.to(dev), {key: v.to(dev) for key, v in
+                                    make_batch(loss.needs, a.batch, k, cg.groups_per_batch, cg.group_size, size,
+                                               ctx).items()})
              for name, (loss, _) in cases.items()}
 
     # encoder cost per item, forward + backward, from FLOP counts of each tower alone
     probe = 16
-    img_in, txt_in = torch.randn(probe, 3, size, size), torch.randint(1, 49000, (probe, ctx))
+    img_in, txt_in = torch.randn(probe, 3, size, size, device=dev), torch.randint(1, 49000, (probe, ctx), device=dev)
     f_img = flops(lambda: model.encode_image(img_in).sum().backward()) / probe
     f_txt = flops(lambda: model.encode_text(txt_in).sum().backward()) / probe
     model.zero_grad()
@@ -91,6 +95,8 @@ def main() -> None:
         forward_backward(model, loss, batch)
         opt.step()
         loss.end_step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     for loss, batch in cases.values():  # warm up every path once
         step(loss, batch)
@@ -103,7 +109,8 @@ def main() -> None:
 
     base_t, base_w = statistics.median(times["clip"]), work(cases["clip"][1])
     print(f"model {a.model}, batch {a.batch}, K={k} negatives, groups {cg.groups_per_batch}x{cg.group_size}; "
-          f"medians of {a.rounds} interleaved rounds; torch threads {torch.get_num_threads()}")
+          f"medians of {a.rounds} interleaved rounds; "
+          f"{torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'cpu, {torch.get_num_threads()} threads'}")
     print(f"encoder FLOPs per item (fwd+bwd): image {f_img / 1e6:.1f} M, text {f_txt / 1e6:.1f} M")
     print(f"{'method':24}{'images':>8}{'texts':>8}{'step s':>9}{'time x':>9}{'work x':>9}{'overhead':>10}")
     for name, (loss, batch) in cases.items():
