@@ -31,7 +31,10 @@ def shrink(params_file: Path) -> None:
     p["synth"]["scenes"] = {"train": 160, "val": 10, "test": 40}
     p["synth"].update(vg_scenes=10, cc3m_scenes=12, cc3m_shard_size=8)
     p["model"]["name"] = "compclip-micro"
-    p["train"].update(batch_size=32, epochs=1, warmup_steps=2, checkpoint_every_steps=0)
+    p["pretrain"].update(batch_size=32, epochs=1, warmup_steps=2, checkpoint_every_steps=0)
+    p["train"].update(batch_size=32, epochs=1, max_steps=3, warmup_steps=1, checkpoint_every_steps=0)
+    p["concepts"]["min_group_size"] = 3
+    p["loss"]["clear_glass"].update(groups_per_batch=4, group_size=4)
     p["evaluate"]["bootstrap_samples"] = 100
     params_file.write_text(yaml.safe_dump(p, sort_keys=False))
 
@@ -53,8 +56,13 @@ def test_dvc_repro_tiny(tmp_path):
     assert summary["read"] == summary["kept"] + summary["quarantined"] and summary["kept"] > 0
     m = pd.read_parquet(repo / "data/ingest/manifest.parquet")
     assert m.groupby("image_path")["split"].nunique().max() == 1  # no image crosses splits
-    metrics = json.loads((repo / "reports/clip/metrics.json").read_text())
-    assert len(metrics["sugarcrepe"]) == 7 and "i2t_R@1" in metrics["retrieval"]
+    for method in yaml.safe_load((repo / "params.yaml").read_text())["methods"]:
+        metrics = json.loads((repo / f"reports/{method}/metrics.json").read_text())
+        assert len(metrics["sugarcrepe"]) == 7 and "i2t_R@1" in metrics["retrieval"], method
+        assert metrics["hard_positives"]["all"]["augmented"]["n"] > 0 and "level2" in metrics["abstraction"]
+        assert json.loads((repo / f"models/{method}/summary.json").read_text())["steps"] == 3
+    assert (repo / "reports/compare/compare.png").stat().st_size > 0
+    assert "combined" in (repo / "reports/compare/compare.md").read_text()
     assert (repo / "mlflow/mlflow.db").is_file()
     again = dvc(repo, "repro")
     assert "Running stage" not in again  # a second repro is a no-op
