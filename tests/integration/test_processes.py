@@ -55,16 +55,18 @@ def test_sigterm_ends_the_run_killed_and_resume_finishes_it(generated, tmp_path)
     base, _ = generated
     p = run_params(base, tmp_path, epochs=2, checkpoint_every_steps=2, threads=1)
     write_params(p, tmp_path)
+    log = open(tmp_path / "stderr.log", "w")  # a file, not a pipe: a full pipe would block the trainer
     proc = subprocess.Popen([sys.executable, "-m", "stages.train", "ce_clip"], cwd=tmp_path, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=log)
     ckpts = Path(p.train.out_dir) / "ce_clip/checkpoints"
     deadline = time.time() + 300
     while not list(ckpts.glob("step_*.pt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "training ended before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "Terminated" in err
+    proc.wait(timeout=120)
+    log.close()
+    assert proc.returncode != 0 and "Terminated" in (tmp_path / "stderr.log").read_text()
     run_id = load_checkpoint(sorted(ckpts.glob("step_*.pt"))[-1])["run_id"]
     mlflow.set_tracking_uri(p.mlflow.tracking_uri)
     assert mlflow.get_run(run_id).info.status == "KILLED"
