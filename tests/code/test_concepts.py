@@ -42,3 +42,13 @@ def test_dag_edges_go_up_one_level():
     g = dag(m)
     assert set(g.successors(("level1", "small red star"))) == {("level2", "red star")}
     assert set(g.predecessors(("level4", "shape"))) == {("level3", "star"), ("level3", "circle")}
+
+
+def test_concept_hard_negatives_are_siblings_not_refinements():
+    from compclip.text.concepts_table import hard_negative_pairs
+
+    names = ["purple star", "striped purple star", "small striped purple star", "purple heart", "green star"]
+    pairs = {(a, b) for a, b, _ in hard_negative_pairs(names, threshold=0.0, per_concept=10)}
+    assert ("purple star", "purple heart") in pairs and ("purple star", "green star") in pairs
+    for a, b in pairs:  # one concept's words never contain the other's: that would be true of the same image
+        assert not (set(a.split()) <= set(b.split()) or set(b.split()) <= set(a.split())), (a, b)

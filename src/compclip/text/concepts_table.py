@@ -78,22 +78,30 @@ def dag(members: pd.DataFrame) -> nx.DiGraph:
 
 
 def hard_negative_pairs(names: list[str], threshold: float, per_concept: int) -> list[tuple[str, str, float]]:
-    """Other concepts of the same level whose names are close (MiniLM cosine above threshold)."""
+    """Other concepts of the same level whose names are close (MiniLM cosine above threshold).
+
+    A concept that refines or generalises another ("purple star" / "small striped purple star": one's
+    words contain the other's) is true of the same images, so it is never a negative of it."""
     from compclip.text.positives_table import sentence_model
 
     if len(names) < 2:
         return []
     emb = sentence_model().encode(names, batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
+    words = [set(n.split()) for n in names]
     out = []
     for start in range(0, len(names), 1024):  # chunked: memory stays O(chunk x concepts)
         sims = emb[start:start + 1024] @ emb.T
         for r, row in enumerate(sims):
             i = start + r
             row[i] = -1
-            for j in np.argsort(-row)[:per_concept]:
-                if row[j] <= threshold:
+            kept = 0
+            for j in np.argsort(-row):
+                if row[j] <= threshold or kept == per_concept:
                     break
+                if words[i] <= words[j] or words[j] <= words[i]:
+                    continue
                 out.append((names[i], names[j], float(row[j])))
+                kept += 1
     return out
 
 

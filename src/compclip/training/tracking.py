@@ -59,7 +59,9 @@ def system_tags() -> dict[str, str]:
 def tracked_run(experiment_id: str, run_name: str, run_id: str | None = None):
     """Start (or continue, by id) a run; end it FINISHED, KILLED or FAILED."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name,
+    # a continued run keeps its name (evaluate reopens the training run: it must not rename it)
+    run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                           run_name=None if run_id else run_name,
                            log_system_metrics=True)
     try:
         mlflow.set_tags(system_tags())
