@@ -34,6 +34,7 @@ def test_cli_evaluate_sugarcrepe(trained, tmp_path, capsys):
     for v in r["sugarcrepe"].values():
         assert 0 <= v["ci_low"] <= v["accuracy"] <= v["ci_high"] <= 1 and v["n"] > 0
         assert 0 < v["held_out"]["n"] < v["n"]  # the held-out subset is scored on its own
+        assert v["held_out"]["n"] + v["seen"]["n"] == v["n"]
     assert set(r["sugarcrepe_groups"]) == {"replace", "swap", "add"}
 
 

@@ -16,6 +16,9 @@ def rows(results: dict[str, dict]) -> list[dict]:
     for method, r in results.items():
         for f, v in r["sugarcrepe"].items():
             out.append({"method": method, "metric": f"sugarcrepe/{f}", **_cell(v)})
+            for part in ("seen", "held_out"):
+                if part in v and v[part]["n"]:
+                    out.append({"method": method, "metric": f"sugarcrepe_{part}/{f}", **_cell(v[part])})
         for k, v in r.get("retrieval", {}).items():
             if "@" in k:
                 out.append({"method": method, "metric": f"retrieval/{k}", "value": v})

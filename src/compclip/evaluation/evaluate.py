@@ -13,7 +13,8 @@ from compclip.evaluation.sugarcrepe import GROUPS, Item
 def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], samples: int, confidence: float,
                      seed: int, held_out: set[str] | None = None) -> dict:
     """Per file: correct iff cos(image, caption) > cos(image, negative) (strict, as SugarCrepe).
-    With held_out image paths, also the accuracy on those items alone (combinations never trained on)."""
+    With held_out image paths, also the accuracy on those items alone (combinations never trained on) and
+    on the rest ("seen": every combination in the image also occurs in training)."""
     results = {}
     for name, items in files.items():
         img = cache.image_matrix([it.image_path for it in items])
@@ -24,6 +25,7 @@ def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], sample
         if held_out:
             mask = np.array([it.image_path in held_out for it in items])
             results[name]["held_out"] = accuracy_with_ci(correct[mask], samples, confidence, seed)
+            results[name]["seen"] = accuracy_with_ci(correct[~mask], samples, confidence, seed)
     return results
 
 

@@ -18,11 +18,12 @@ def sugarcrepe_table(results: dict[str, dict]) -> str:
 
     for f in files:
         lines.append(f"{f:14}" + "".join(f"{cell(results[m]['sugarcrepe'].get(f)):>{width}}" for m in methods))
-    if any("held_out" in v for r in results.values() for v in r["sugarcrepe"].values()):
-        lines.append("held-out combinations only:")
-        for f in files:
-            cells = [cell(results[m]["sugarcrepe"].get(f, {}).get("held_out")) for m in methods]
-            lines.append(f"  {f:12}" + "".join(f"{c:>{width}}" for c in cells))
+    for part, title in (("seen", "seen combinations only:"), ("held_out", "held-out combinations only:")):
+        if any(part in v for r in results.values() for v in r["sugarcrepe"].values()):
+            lines.append(title)
+            for f in files:
+                cells = [cell(results[m]["sugarcrepe"].get(f, {}).get(part)) for m in methods]
+                lines.append(f"  {f:12}" + "".join(f"{c:>{width}}" for c in cells))
     for key in ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "chance_R@1"):
         if all(key in r.get("retrieval", {}) for r in results.values()):
             lines.append(f"{key:14}" + "".join(f"{100 * results[m]['retrieval'][key]:>{width}.1f}" for m in methods))

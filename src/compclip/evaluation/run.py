@@ -65,8 +65,9 @@ def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None
     experiment_id = tracking.configure(mlflow_cfg)
     with tracking.tracked_run(experiment_id, "evaluate", run_id):
         flat = {f"eval/sugarcrepe/{k}": v["accuracy"] for k, v in results["sugarcrepe"].items()}
-        flat |= {f"eval/sugarcrepe_held_out/{k}": v["held_out"]["accuracy"]
-                 for k, v in results["sugarcrepe"].items() if "held_out" in v and v["held_out"]["n"]}
+        for part in ("held_out", "seen"):
+            flat |= {f"eval/sugarcrepe_{part}/{k}": v[part]["accuracy"]
+                     for k, v in results["sugarcrepe"].items() if part in v and v[part]["n"]}
         flat |= {f"eval/sugarcrepe_{k}": v for k, v in results["sugarcrepe_groups"].items()}
         flat |= {f"eval/retrieval/{k}": v for k, v in results["retrieval"].items()}
         flat |= {f"eval/hard_positives/{src}/{k}": v["accuracy"] for src, d in results.get("hard_positives", {}).items()
