@@ -23,14 +23,14 @@ def test_clip_loss_3x3_by_hand():
     expected = 0.5 * (sum(ce(logits[i], i) for i in range(3)) / 3 + sum(ce(cols[i], i) for i in range(3)) / 3)
     assert abs(expected - 0.3269594) < 1e-6  # the number itself, so a slip in the derivation shows
 
-    loss = build_loss("clip")(img, txt, scale, output_dict=True)
-    assert set(loss) == {"contrastive_loss"}
-    assert abs(loss["contrastive_loss"].item() - expected) < 1e-6
+    loss = build_loss({"clip": 1.0})(image_features=img, text_features=txt, logit_scale=scale)
+    assert set(loss) == {"clip/contrastive_loss"}
+    assert abs(loss["clip/contrastive_loss"].item() - expected) < 1e-6
 
 
 def test_perfect_alignment_beats_shuffled():
     img = torch.eye(3)
-    loss = build_loss("clip")
-    good = loss(img, img, torch.tensor(10.0))
-    bad = loss(img, img[[1, 2, 0]], torch.tensor(10.0))
+    loss = build_loss({"clip": 1.0})
+    good = sum(loss(image_features=img, text_features=img, logit_scale=torch.tensor(10.0)).values())
+    bad = sum(loss(image_features=img, text_features=img[[1, 2, 0]], logit_scale=torch.tensor(10.0)).values())
     assert good < 1e-3 < bad

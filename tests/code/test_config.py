@@ -18,7 +18,17 @@ def write(tmp_path, mutate):
 
 def test_repo_params_load():
     p = load_params(REPO / "params.yaml")
-    assert p.train.method == "clip" and p.synth.scenes.test > 0
+    assert set(p.methods) == {"clip", "negclip", "ce_clip", "hard_positive", "clear_glass", "combined"}
+    assert p.recipe("combined") == {"ce_clip": 1.0, "hard_positive": 0.5, "clear_glass": 0.5}
+    assert p.synth.scenes.test > 0 and p.pretrain is not None
+
+
+def test_method_with_unknown_term_or_unknown_method(tmp_path):
+    path = write(tmp_path, lambda r: r["methods"].update(mine={"ce_clip": 1.0, "sigclip": 0.5}))
+    with pytest.raises(ConfigError, match=r"methods.*'mine'.*sigclip"):
+        load_params(path)
+    with pytest.raises(ConfigError, match="no method 'nope'"):
+        load_params(REPO / "params.yaml").recipe("nope")
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
