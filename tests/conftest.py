@@ -29,7 +29,8 @@ def tiny_params(tmp: Path, **train_overrides):
                  for c, k in zip(p.ingest.coco, ("train", "val", "test"))]})
     model = p.model.model_copy(update={"name": "compclip-micro"})
     train = p.train.model_copy(update={"out_dir": tmp / "models", "batch_size": 32, "epochs": 2, "warmup_steps": 3,
-                                       "checkpoint_every_steps": 5, **train_overrides})
+                                       "checkpoint_every_steps": 5, "max_steps": None, "init_from": None,
+                                       **train_overrides})
     evaluate = p.evaluate.model_copy(update={
         "out_dir": tmp / "reports", "bootstrap_samples": 200,
         "sugarcrepe": p.evaluate.sugarcrepe.model_copy(update={"data": s / "sugarcrepe", "images": s / "coco/test"})})

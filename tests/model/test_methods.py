@@ -132,3 +132,17 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
         assert r["grads"].keys() == one.keys()
         for n in one:
             torch.testing.assert_close(r["grads"][n], one[n], atol=1e-6, rtol=0, msg=n)
+
+
+def test_init_from_and_max_steps(generated, tmp_path):
+    base, _ = generated
+    first = train(run_params(base, tmp_path / "a", epochs=1), "clip")
+    summary = train(run_params(base, tmp_path / "b", epochs=1, max_steps=4, init_from=Path(first["model"])), "negclip")
+    assert summary["steps"] == 4
+    # with a vanishing learning rate the fine-tuned weights are the ones it started from
+    still = train(run_params(base, tmp_path / "c", epochs=1, max_steps=1, lr=1e-12, init_from=Path(first["model"])),
+                  "clip")
+    start, end = (load_checkpoint(Path(s["model"]))["model"] for s in (first, still))
+    assert all(torch.allclose(start[k].float(), end[k].float(), atol=1e-6) for k in start)
+    with pytest.raises(ValueError, match="does not exist"):
+        train(run_params(base, tmp_path / "d", init_from=tmp_path / "missing.pt"), "clip")
