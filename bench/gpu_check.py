@@ -21,7 +21,7 @@ from compclip.losses import build_loss
 from compclip.losses.distributed import _GatherLocalGrad
 from compclip.models.factory import create
 from compclip.training.step import forward_backward
-from bench.method_step_time import make_batch
+from method_step_time import make_batch  # the sibling script (bench/ is sys.path[0] when run as a file)
 
 
 def autocast_for(precision: str):
