@@ -223,6 +223,13 @@ class LossConfig(Strict):
     hard_positive: HardPositiveConfig = HardPositiveConfig()
     clear_glass: ClearGlassConfig = ClearGlassConfig()
 
+    @field_validator("negative_rules")
+    @classmethod
+    def _known_rules(cls, v):
+        from compclip.text.negatives import RULES
+
+        return _known(v, RULES)
+
 
 LOSS_TERMS = ("clip", "negclip", "ce_clip", "hard_positive", "clear_glass")
 
@@ -238,6 +245,13 @@ class BenchmarksConfig(Strict):
     positive_rules: list[str] = ["converse_relation", "swap_and"]  # rewrites that keep the meaning in the world
     sugarcrepe_files: list[str] = ["replace_att", "replace_rel", "swap_obj", "swap_att"]
     levels: list[str] = ["caption", "level1", "level2", "level3", "level4"]
+
+    @field_validator("positive_rules")
+    @classmethod
+    def _known_rules(cls, v):
+        from compclip.text.positives import RULES
+
+        return _known(v, RULES)
 
 
 class EvaluateConfig(Strict):

@@ -64,3 +64,12 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_unknown_training_negative_rule_and_benchmark_positive_rule(tmp_path):
+    path = write(tmp_path, lambda r: (r["loss"].update(negative_rules=["swap_nouns", "swap_verbs"]),
+                                      r["benchmarks"].update(positive_rules=["converse", "swap_and"])))
+    with pytest.raises(ConfigError) as e:
+        load_params(path)
+    assert "loss.negative_rules" in str(e.value) and "swap_verbs" in str(e.value)
+    assert "benchmarks.positive_rules" in str(e.value) and "converse" in str(e.value)

@@ -209,7 +209,7 @@ def test_clear_glass_total_is_alpha_weighted():
 
 
 def test_combined_weights_and_prefixes_terms():
-    cfg = LossConfig(negative_rules=["a", "b"])
+    cfg = LossConfig(negative_rules=["swap_nouns", "replace_adj"])
     feats = dict(image_features=IMG, text_features=TXT, logit_scale=T(SCALE, dtype=torch.float64),
                  neg_features=NEG, neg_mask=MASK, pos_features=POS, pos_mask=T([True, False]),
                  group_image_features=GI, group_text_features=GT)
@@ -227,7 +227,7 @@ def test_gradcheck(term, variant):
     torch.manual_seed(0)
     b, k, d, m, n = 3, 2, 4, 2, 3
     mask = T([[True, False], [True, True], [False, True]])
-    cfg = LossConfig(negative_rules=["a", "b"],
+    cfg = LossConfig(negative_rules=["swap_nouns", "replace_adj"],
                      clear_glass={"variant": variant, "groups_per_batch": m, "group_size": n})
     loss = build_loss({term: 1.0}, cfg, ["a", "b"]).double()
 

@@ -80,7 +80,7 @@ def make_batch(ctx: int) -> dict:
 def setup_model():
     torch.manual_seed(0)
     model = create("compclip-micro", None, torch.device("cpu")).model.double()
-    loss = build_loss(RECIPE, LossConfig(negative_rules=["a", "b", "c"]), ["a", "b", "c"]).double()
+    loss = build_loss(RECIPE, LossConfig(negative_rules=["swap_nouns", "replace_adj", "replace_noun"]), ["a", "b", "c"]).double()
     loss.terms["ce_clip"].thresholds.fill_(0.5)  # a nonzero CMR margin, as after a first step
     return model, loss
 

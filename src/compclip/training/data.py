@@ -16,8 +16,7 @@ from torch.utils.data import Dataset
 
 from compclip.data.images import open_image
 from compclip.hashing import stable_int, stable_unit
-
-PLACEHOLDER = "###"  # a negative type the caption has no word for (CE-CLIP's convention)
+from compclip.text.negatives import PLACEHOLDER
 
 
 def load_split(manifest_path, split: str) -> pd.DataFrame:
