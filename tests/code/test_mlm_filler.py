@@ -10,7 +10,7 @@ CORPUS = ["a red cube to the left of a blue sphere", "a dog chasing a cat", "a s
 
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory):
-    from compclip.text.tiny_mlm import build_tiny_mlm
+    from tests.tiny_mlm import build_tiny_mlm
 
     return build_tiny_mlm(tmp_path_factory.mktemp("tiny-roberta"), CORPUS)
 

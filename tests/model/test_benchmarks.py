@@ -8,7 +8,7 @@ import torch
 from compclip.evaluation.benchmarks import build_benchmarks
 from compclip.evaluation.compare import compare
 from compclip.evaluation.evaluate import score_abstraction, score_hard_positives
-from compclip.text.negatives_table import SceneChecker
+from compclip.data.scenes import SceneChecker
 
 
 class StubCache:

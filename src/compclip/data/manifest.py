@@ -19,6 +19,7 @@ from compclip.data.quarantine import Quarantine, Rejected
 from compclip.hashing import stable_unit
 from compclip.data.records import Candidate
 from compclip.data.vg import read_vg
+from compclip.errors import UserError
 
 COLUMNS = ["sample_id", "source", "image_id", "image_path", "caption", "split",
            "bbox_x", "bbox_y", "bbox_w", "bbox_h", "source_file", "record_key"]
@@ -137,3 +138,11 @@ def ingest(coco, vg, cc3m, out_dir: Path, max_caption_words: int = 64, verify_im
     frame, quarantine = build_manifest(read_sources(coco, vg, cc3m), max_caption_words, verify_images,
                                        split_fractions or {"val": 0.05, "test": 0.0})
     return write_outputs(frame, quarantine, out_dir)
+
+
+def load_split(manifest_path, split: str) -> pd.DataFrame:
+    frame = pd.read_parquet(manifest_path)
+    rows = frame[frame["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise UserError(f"{manifest_path}: no rows in split {split!r} (splits present: {sorted(frame['split'].unique())})")
+    return rows

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from compclip.errors import UserError
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -22,7 +24,7 @@ class Candidate:
     bbox: tuple[float, float, float, float] | None = None  # x, y, w, h
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A source file that cannot be read at all (not JSON, wrong top-level shape)."""
 
 

@@ -7,6 +7,7 @@ import math
 from PIL import Image, ImageDraw
 
 from compclip.data.world import Scene, SceneObject
+from compclip.errors import UserError
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -59,7 +60,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         t = r * 0.3
         return [(cx, cy - r), (cx + r * 0.8, cy - r * 0.1), (cx + t, cy - r * 0.1), (cx + t, cy + r),
                 (cx - t, cy + r), (cx - t, cy - r * 0.1), (cx - r * 0.8, cy - r * 0.1)]
-    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+    raise UserError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
 def object_box(obj: SceneObject, image_size: int, grid: int) -> tuple[int, int, int, int]:

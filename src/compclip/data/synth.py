@@ -23,6 +23,7 @@ from compclip.data.render import COLORS, SHAPES, object_box, render_scene
 from compclip.evaluation.sugarcrepe import HELD_OUT_FILE
 from compclip.data.world import (RELATIONS, Description, Holdout, Mention, Scene, SceneSampler, Vocabulary,
                                  render_caption)
+from compclip.errors import UserError
 
 VG_URL = "https://cs.stanford.edu/people/rak248/VG_100K/{}.jpg"
 
@@ -44,7 +45,7 @@ class World:
     def __init__(self, cfg: SynthConfig, seed: int):
         unknown = sorted(set(cfg.colors) - set(COLORS)) + sorted(set(cfg.shapes) - set(SHAPES))
         if unknown:
-            raise ValueError(f"params.yaml synth: no renderer for {unknown}; colours: {sorted(COLORS)}, "
+            raise UserError(f"params.yaml synth: no renderer for {unknown}; colours: {sorted(COLORS)}, "
                              f"shapes: {list(SHAPES)}")
         self.cfg = cfg
         self.vocab = Vocabulary(tuple(cfg.shapes), tuple(cfg.colors), tuple(cfg.sizes), tuple(cfg.patterns))

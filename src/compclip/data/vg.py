@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from compclip.data.quarantine import Rejected
 from compclip.data.records import Candidate, expect, join_under, load_json
+from compclip.errors import UserError
 
 
 def _image_paths(vg_dir: Path) -> dict[object, tuple[str | None, str]]:
@@ -28,9 +29,9 @@ def _image_paths(vg_dir: Path) -> dict[object, tuple[str | None, str]]:
 def _bbox(region: dict, key: str) -> tuple[float, float, float, float]:
     box = tuple(region[k] for k in ("x", "y", "width", "height"))
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-        raise ValueError(f"region {key}: x, y, width, height must be numbers")
+        raise UserError(f"region {key}: x, y, width, height must be numbers")
     if box[0] < 0 or box[1] < 0 or box[2] <= 0 or box[3] <= 0:
-        raise ValueError(f"region {key}: box {box} has a negative origin or an empty size")
+        raise UserError(f"region {key}: box {box} has a negative origin or an empty size")
     return box
 
 

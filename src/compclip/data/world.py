@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from compclip import names
+from compclip.errors import UserError
+
 # Relation name -> (caption phrase, converse relation name).
 RELATIONS: dict[str, tuple[str, str]] = {
     "left_of": ("to the left of", "right_of"),
@@ -23,6 +26,7 @@ RELATIONS: dict[str, tuple[str, str]] = {
     "bigger_than": ("bigger than", "smaller_than"),
     "smaller_than": ("smaller than", "bigger_than"),
 }
+assert tuple(RELATIONS) == names.RELATIONS, "names.RELATIONS and the rendered relations disagree"
 SPATIAL = ("left_of", "right_of", "above", "below")
 ATTRIBUTES = ("size", "pattern", "color")  # adjective order in captions: "small striped red cube"
 
@@ -57,7 +61,7 @@ class Scene:
             return a.size == "large" and b.size == "small"
         if rel == "smaller_than":
             return a.size == "small" and b.size == "large"
-        raise ValueError(f"unknown relation {rel!r}")
+        raise UserError(f"unknown relation {rel!r}")
 
     def true_relations(self) -> list[tuple[int, str, int]]:
         return [

@@ -86,7 +86,7 @@ def build_benchmarks(p: Params) -> dict:
     checker = None
     scenes = Path(p.synth.out_dir) / "scenes.jsonl"
     if scenes.exists():
-        from compclip.text.negatives_table import SceneChecker
+        from compclip.data.scenes import SceneChecker
 
         checker = SceneChecker(scenes)
     hp, hp_counts = hard_positive_items(p, cfg, checker)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from compclip.evaluation.report import sugarcrepe_table
 from compclip.evaluation.sugarcrepe import FILES
+from compclip.errors import UserError
 
 
 def rows(results: dict[str, dict]) -> list[dict]:
@@ -75,7 +76,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
 def compare(metrics: dict[str, Path], out_dir: Path) -> dict:
     missing = [str(p) for p in metrics.values() if not Path(p).exists()]
     if missing:
-        raise ValueError(f"compare: no metrics for {missing}; run `dvc repro` for those methods")
+        raise UserError(f"compare: no metrics for {missing}; run `dvc repro` for those methods")
     results = {m: json.loads(Path(p).read_text()) for m, p in metrics.items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

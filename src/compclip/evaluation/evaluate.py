@@ -16,12 +16,18 @@ def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], sample
     With held_out image paths, also the accuracy on those items alone (combinations never trained on) and
     on the rest ("seen": every combination in the image also occurs in training)."""
     results = {}
-    for name, items in files.items():
+    for name, all_items in files.items():
+        paths = [it.image_path for it in all_items]
+        items = [it for it, ok in zip(all_items, cache.usable(paths)) if ok]
+        skipped = cache.skipped(paths)
+        if not items:
+            results[name] = {**accuracy_with_ci(np.array([]), samples, confidence, seed), "skipped": skipped}
+            continue
         img = cache.image_matrix([it.image_path for it in items])
         pos = cache.text_matrix([it.caption for it in items])
         neg = cache.text_matrix([it.negative for it in items])
         correct = ((img * pos).sum(1) > (img * neg).sum(1)).numpy()
-        results[name] = accuracy_with_ci(correct, samples, confidence, seed)
+        results[name] = {**accuracy_with_ci(correct, samples, confidence, seed), "skipped": skipped}
         if held_out:
             mask = np.array([it.image_path in held_out for it in items])
             results[name]["held_out"] = accuracy_with_ci(correct[mask], samples, confidence, seed)
@@ -37,11 +43,15 @@ def group_means(per_file: dict) -> dict[str, float]:
 
 def score_retrieval(cache: EmbeddingCache, rows: pd.DataFrame, ks: list[int]) -> dict:
     rows = rows[rows["bbox_x"].isna()]  # whole-image captions only; region crops are not retrieval targets
+    ok = cache.usable(rows["image_path"].tolist())
+    skipped = cache.skipped(list(dict.fromkeys(rows["image_path"])))
+    rows = rows[ok]
     images = list(dict.fromkeys(rows["image_path"]))
     row_of = {p: i for i, p in enumerate(images)}
     out = retrieval_recall(cache.image_matrix(images), cache.text_matrix(rows["caption"].tolist()),
                            rows["image_path"].map(row_of).to_numpy(), ks)
     out["images"], out["captions"], out["chance_R@1"] = len(images), len(rows), 1 / len(images)
+    out["skipped_images"] = skipped
     return out
 
 
@@ -49,6 +59,9 @@ def score_hard_positives(cache: EmbeddingCache, items: list[dict], samples: int,
     """Original accuracy P[s(c) > s(c_n)], Augmented Test Accuracy P[s(c_n) < s(c_p) and s(c_n) < s(c)],
     brittleness P[s(c) > s(c_n) > s(c_p) or s(c_p) > s(c_n) > s(c)] (Kamath et al., divided by N),
     per source file and over all items."""
+    if not items:
+        return {}
+    items = [it for it, ok in zip(items, cache.usable([it["image_path"] for it in items])) if ok]
     if not items:
         return {}
     img = cache.image_matrix([it["image_path"] for it in items])
@@ -68,6 +81,10 @@ def score_abstraction(cache: EmbeddingCache, items: list[dict], samples: int, co
     """CLEAR GLASS's 2-way test per level: i2t, the image prefers its own level-L text to the distractor's;
     t2i, its level-L text prefers it to the distractor image. Items whose two texts are equal at a level
     (both "shape") cannot be told apart there and are left out of that level (n says how many remain)."""
+    if not items:
+        return {}
+    both = cache.usable([it["image_path"] for it in items]) & cache.usable([it["distractor_path"] for it in items])
+    items = [it for it, ok in zip(items, both) if ok]
     if not items:
         return {}
     img = cache.image_matrix([it["image_path"] for it in items])

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
+from collections import Counter
 
+from compclip import tracking
 from compclip.config import EvaluateConfig, MlflowConfig
 from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.evaluate import (group_means, score_abstraction, score_hard_positives, score_retrieval,
                                           score_sugarcrepe)
 from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
-from compclip.models.factory import load_model
-from compclip.training.data import load_split
-from compclip.training.trainer import resolve_device
+from compclip.data.manifest import load_split
+from compclip.models.factory import load_model, resolve_device
+from compclip.errors import UserError
 
 
 def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "auto", batch_size: int = 256,
@@ -42,6 +43,8 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
         ci = (cfg.bootstrap_samples, cfg.confidence, seed)
         results["hard_positives"] = score_hard_positives(cache, _load(Path(benchmarks) / "hard_positives.json"), *ci)
         results["abstraction"] = score_abstraction(cache, _load(Path(benchmarks) / "abstraction.json"), *ci)
+    # every image that could not be read, by reason: its items were left out of the scores above
+    results["skipped_images"] = dict(sorted(Counter(cache.failed.values()).items()))
     out = Path(out_dir or cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -52,27 +55,25 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
 
 def _load(path: Path) -> list[dict]:
     if not path.exists():
-        raise ValueError(f"{path}: missing; run the benchmarks stage (dvc repro benchmarks)")
+        raise UserError(f"{path}: missing; run the benchmarks stage (dvc repro benchmarks)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+        raise UserError(f"{path}: not valid JSON: {e}") from None
 
 
 def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None) -> None:
-    from compclip.training import tracking
-
-    experiment_id = tracking.configure(mlflow_cfg)
-    with tracking.tracked_run(experiment_id, "evaluate", run_id):
+    with tracking.run(mlflow_cfg, "evaluate", run_id) as run:
         flat = {f"eval/sugarcrepe/{k}": v["accuracy"] for k, v in results["sugarcrepe"].items()}
         for part in ("held_out", "seen"):
             flat |= {f"eval/sugarcrepe_{part}/{k}": v[part]["accuracy"]
                      for k, v in results["sugarcrepe"].items() if part in v and v[part]["n"]}
         flat |= {f"eval/sugarcrepe_{k}": v for k, v in results["sugarcrepe_groups"].items()}
-        flat |= {f"eval/retrieval/{k}": v for k, v in results["retrieval"].items()}
+        flat |= {f"eval/retrieval/{k}": v for k, v in results["retrieval"].items() if isinstance(v, (int, float))}
         flat |= {f"eval/hard_positives/{src}/{k}": v["accuracy"] for src, d in results.get("hard_positives", {}).items()
                  for k, v in d.items()}
         flat |= {f"eval/abstraction/{lvl}/{k}": v["accuracy"] for lvl, d in results.get("abstraction", {}).items()
                  for k, v in d.items() if v["n"]}
-        mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in flat.items()})
-        mlflow.log_artifact(str(path), artifact_path="evaluation")
+        flat |= {f"eval/skipped_images/{k}": v for k, v in results["skipped_images"].items()}
+        run.log_metrics(flat)
+        run.log_artifact(path, artifact_path="evaluation")

@@ -8,10 +8,13 @@ them ("ce_clip/cmr_loss") and the trainer sums the dict. A term says which parts
 
 from __future__ import annotations
 
+import logging
+
 from open_clip.loss import ClipLoss
 from torch import nn
 
-from compclip.config import LOSS_TERMS, LossConfig
+from compclip.config import LossConfig
+from compclip.names import LOSS_TERMS
 from compclip.losses.ce_clip import CeClipLoss
 from compclip.losses.clear_glass import ClearGlassLoss
 from compclip.losses.hard_positive import HardPositiveLoss
@@ -20,6 +23,18 @@ from compclip.losses.negclip import NegClipLoss
 NEEDS = {"clip": {"pairs"}, "negclip": {"pairs", "negatives"}, "ce_clip": {"pairs", "negatives"},
          "hard_positive": {"pairs", "negatives", "positives"}, "clear_glass": {"groups"}}
 assert set(NEEDS) == set(LOSS_TERMS)
+# Terms that contain an image-text contrastive (InfoNCE) loss of their own.
+CONTRASTIVE = ("clip", "negclip", "ce_clip", "hard_positive")
+log = logging.getLogger(__name__)
+
+
+def settings(recipe: dict[str, float], cfg: LossConfig) -> dict:
+    """The part of `loss` a recipe uses (and so the part that changes its result)."""
+    needs = set().union(*(NEEDS[name] for name in recipe))
+    out = {name: getattr(cfg, name).model_dump(mode="json") for name in recipe if hasattr(cfg, name)}
+    if "negatives" in needs:
+        out |= {"negative_rules": list(cfg.negative_rules), "mask_invalid": cfg.mask_invalid}
+    return out
 
 
 class ClipTerm(ClipLoss):
@@ -56,6 +71,14 @@ class CombinedLoss(nn.Module):
         self.weights = dict(recipe)
         self.terms = nn.ModuleDict({name: build_term(name, cfg, neg_types) for name in recipe})
         self.needs = set().union(*(NEEDS[name] for name in recipe))
+        # placeholders are never read by any term: the step may skip encoding them
+        self.skips_invalid = "negatives" not in self.needs or cfg.mask_invalid
+        contrastive = [t for t in recipe if t in CONTRASTIVE and recipe[t] > 0]
+        self.contrastive_weight = sum(recipe[t] for t in contrastive)
+        if len(contrastive) > 1:
+            log.warning("recipe %s: %s each bring an image-text contrastive loss, so it is counted %d times "
+                        "(total weight %.2g); this is intended for `combined`, say so if not",
+                        recipe, " and ".join(contrastive), len(contrastive), self.contrastive_weight)
 
     def forward(self, **features) -> dict:
         out = {}
@@ -83,4 +106,9 @@ class CombinedLoss(nn.Module):
 
 
 def build_loss(recipe: dict[str, float], cfg: LossConfig | None = None, neg_types: list[str] | None = None) -> CombinedLoss:
-    return CombinedLoss(recipe, cfg or LossConfig(), neg_types or [])
+    """The recipe's weighted sum. neg_types defaults to cfg.negative_rules, read only when a term needs negatives."""
+    cfg = cfg or LossConfig()
+    if neg_types is None:
+        needs_negatives = any("negatives" in NEEDS[name] for name in recipe if name in NEEDS)
+        neg_types = list(cfg.negative_rules) if needs_negatives else []
+    return CombinedLoss(recipe, cfg, neg_types)

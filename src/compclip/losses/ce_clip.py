@@ -73,8 +73,10 @@ class CeClipLoss(NegClipLoss):
     def forward(self, image_features, text_features, logit_scale, neg_features, neg_mask, output_dict=True, **_):
         itc, logits_true, _ = self.itc(image_features, text_features, logit_scale, neg_features, neg_mask)
         g = logits_true.diagonal()
-        d = logit_scale * torch.einsum("bd,bkd->bk", image_features, neg_features) * neg_mask.to(image_features.dtype)
-        self._update(g.detach(), d.detach(), neg_mask)
+        # mask_invalid: false is the released code: placeholders count in CMR and the thresholds too
+        used = neg_mask if self.mask_invalid else torch.ones_like(neg_mask)
+        d = logit_scale * torch.einsum("bd,bkd->bk", image_features, neg_features) * used.to(image_features.dtype)
+        self._update(g.detach(), d.detach(), used)
         return {"contrastive_loss": itc,
                 "imc_loss": self.imc_weight * self.imc(text_features, neg_features, neg_mask, g, logit_scale),
-                "cmr_loss": self.cmr_weight * self.cmr(g, d, neg_mask)}
+                "cmr_loss": self.cmr_weight * self.cmr(g, d, used)}

@@ -50,7 +50,7 @@ class HardPositiveLoss(nn.Module):
 
         # rank: the rewrite above each of the sample's valid negatives
         s_own_neg = logit_scale * torch.einsum("bd,bkd->bk", image_features, neg_features)
-        pairs = pos_mask[:, None] & neg_mask
+        pairs = pos_mask[:, None] & (neg_mask if self.mask_invalid else torch.ones_like(neg_mask))
         gaps = F.relu(self.margin + s_own_neg - s_pos.diagonal()[:, None])
         rank = gaps[pairs].sum() / pairs.sum().clamp(min=1)
         return {"contrastive_loss": (i2t + t2i) / 2, "rank_loss": self.rank_weight * rank}

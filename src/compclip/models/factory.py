@@ -14,9 +14,21 @@ from pathlib import Path
 
 import open_clip
 import torch
+from compclip.errors import UserError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 _registered = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def batchnorm_layers(model: torch.nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
 def register_configs() -> None:
@@ -55,10 +67,10 @@ def create(name: str, pretrained: str | None = None, device: str | torch.device 
            cache_dir: str | None = None) -> ClipBundle:
     register_configs()
     if name not in open_clip.list_models():
-        raise ValueError(f"unknown model {name!r}; compclip configs: "
+        raise UserError(f"unknown model {name!r}; compclip configs: "
                          f"{sorted(p.stem for p in CONFIG_DIR.glob('*.json'))}, or any of open_clip.list_models()")
     if pretrained and not Path(pretrained).is_file() and pretrained not in open_clip.list_pretrained_tags_by_model(name):
-        raise ValueError(f"{name} has no pretrained tag {pretrained!r}; known: "
+        raise UserError(f"{name} has no pretrained tag {pretrained!r}; known: "
                          f"{open_clip.list_pretrained_tags_by_model(name)} (or give a local weights file)")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -71,15 +83,27 @@ def create(name: str, pretrained: str | None = None, device: str | torch.device 
 
 
 def _from_mlflow(uri: str, device: str | torch.device) -> ClipBundle:
-    import mlflow
+    """A model logged by compclip (tracking.Run.log_model): safetensors weights + the open_clip name.
+    Nothing is unpickled: a model logged with pickle (mlflow.pytorch's default) is refused, since loading
+    it would run whatever code its file holds."""
+    import json
 
-    info = mlflow.models.get_model_info(uri)
-    name = (info.metadata or {}).get("open_clip_model")
+    import mlflow
+    from safetensors.torch import load_file
+
+    from compclip.tracking import MODEL_INFO, MODEL_WEIGHTS
+
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    weights, info = folder / MODEL_WEIGHTS, folder / MODEL_INFO
+    if not weights.is_file() or not info.is_file():
+        found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())[:8]
+        raise UserError(f"{uri}: not a compclip model (expected {MODEL_WEIGHTS} and {MODEL_INFO}, found {found}); "
+                        "models logged with pickle are refused because loading them can run arbitrary code")
+    name = json.loads(info.read_text()).get("open_clip_model")
     if not name:
-        raise ValueError(f"{uri}: this MLflow model has no 'open_clip_model' metadata; was it logged by compclip?")
-    model = mlflow.pytorch.load_model(uri, map_location=device)
+        raise UserError(f"{uri}: {MODEL_INFO} names no 'open_clip_model'")
     bundle = create(name, None, device)
-    bundle.model = model
+    bundle.model.load_state_dict(load_file(str(weights), device=str(device)))
     return bundle
 
 
@@ -96,4 +120,4 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> ClipBundle:
     if ":" in spec:
         name, pretrained = spec.split(":", 1)
         return create(name, pretrained, device)
-    raise ValueError(f"model {spec!r}: not a file, not NAME:PRETRAINED, not a models:/ or runs:/ URI")
+    raise UserError(f"model {spec!r}: not a file, not NAME:PRETRAINED, not a models:/ or runs:/ URI")

@@ -16,6 +16,7 @@ from compclip.config import ConceptsConfig
 from compclip.hashing import stable_unit
 from compclip.text.concepts import LEVELS, LLMInferrer, RuleInferrer
 from compclip.text.nlp import load_spacy
+from compclip.errors import UserError
 
 
 def _inferrer(cfg: ConceptsConfig):
@@ -73,7 +74,7 @@ def dag(members: pd.DataFrame) -> nx.DiGraph:
         for k in range(3):
             g.add_edge((LEVELS[k], row[k]), (LEVELS[k + 1], row[k + 1]))
     if not nx.is_directed_acyclic_graph(g):
-        raise ValueError("concept hierarchy has a cycle")
+        raise UserError("concept hierarchy has a cycle")
     return g
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from compclip.errors import UserError
 from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
@@ -105,7 +106,7 @@ class MaskedLMFiller:
             self.pipe = pipeline("fill-mask", model=model, top_k=top_k, device=device)
         except OSError as e:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            raise ValueError(
+            raise UserError(
                 f"fill-mask model {model!r} could not be loaded ({e}). Give a local folder saved with "
                 "save_pretrained, or download the model into the Hugging Face cache on a machine with network "
                 f"(huggingface-cli download {model})" + (" - HF_HUB_OFFLINE=1 is set" if offline else "")) from None

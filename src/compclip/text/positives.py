@@ -15,6 +15,7 @@ import random
 from functools import lru_cache
 from pathlib import Path
 
+from compclip.names import POSITIVE_RULES
 from compclip.text.nlp import SPATIAL_NOUNS, Token
 
 LEXICON = Path(__file__).parent / "lexicon" / "positives.json"
@@ -169,3 +170,4 @@ def synonym(toks: list[Token], rng: random.Random) -> str | None:
 
 RULES = {"converse_relation": converse_relation, "swap_and": swap_and, "passive": passive, "active": active,
          "synonym": synonym}
+assert tuple(RULES) == POSITIVE_RULES, "names.POSITIVE_RULES and the rule functions disagree"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from compclip.errors import UserError
 from concurrent.futures import ThreadPoolExecutor
 
 SYSTEM = "You rewrite image captions. Reply with the rewritten caption only, on one line."
@@ -34,7 +35,7 @@ def prompt(caption: str, task: str) -> str:
     if task == "replace":
         return ("Replace exactly one word of this caption with a synonym, so that the caption still describes "
                 f"the same picture.\nCaption: {caption}\nRewrite:")
-    raise ValueError(f"unknown rewrite task {task!r}; known: {TASKS}")
+    raise UserError(f"unknown rewrite task {task!r}; known: {TASKS}")
 
 
 def _clean(text: str | None, caption: str) -> str | None:
@@ -87,7 +88,7 @@ class TransformersRewriter:
             task = "text2text-generation" if encoder_decoder else "text-generation"
             self.pipe = pipeline(task, model=model, device=device)
         except OSError as e:
-            raise ValueError(f"rewriter model {model!r} could not be loaded ({e}); give a local folder or a model "
+            raise UserError(f"rewriter model {model!r} could not be loaded ({e}); give a local folder or a model "
                              "in the Hugging Face cache") from None
         self.causal = not encoder_decoder
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens

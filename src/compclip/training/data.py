@@ -15,16 +15,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from compclip.data.images import open_image
+from compclip.data.manifest import load_split  # noqa: F401  (re-exported for the trainer)
 from compclip.hashing import stable_int, stable_unit
-from compclip.text.negatives import PLACEHOLDER
-
-
-def load_split(manifest_path, split: str) -> pd.DataFrame:
-    frame = pd.read_parquet(manifest_path)
-    rows = frame[frame["split"] == split].reset_index(drop=True)
-    if rows.empty:
-        raise ValueError(f"{manifest_path}: no rows in split {split!r} (splits present: {sorted(frame['split'].unique())})")
-    return rows
+from compclip.names import PLACEHOLDER
+from compclip.errors import UserError
 
 
 def load_image(row) -> Image.Image:
@@ -40,12 +34,12 @@ def negative_texts(path: Path, rows: pd.DataFrame, rules: list[str]) -> tuple[li
     table = pd.read_parquet(path, columns=["sample_id", "rule", "negative", "valid"])
     missing = sorted(set(rules) - set(table["rule"]))
     if missing:
-        raise ValueError(f"{path}: no negatives for rule(s) {missing}; add them to negatives.rules and rerun the stage")
+        raise UserError(f"{path}: no negatives for rule(s) {missing}; add them to negatives.rules and rerun the stage")
     table = table[table["rule"].isin(rules)].drop_duplicates(["sample_id", "rule"])
     wide = table.pivot(index="sample_id", columns="rule", values=["negative", "valid"])
     absent = rows.loc[~rows["sample_id"].isin(wide.index), "sample_id"]
     if len(absent):
-        raise ValueError(f"{path}: {len(absent)} training caption(s) have no negatives, e.g. sample_id "
+        raise UserError(f"{path}: {len(absent)} training caption(s) have no negatives, e.g. sample_id "
                          f"{absent.iloc[0]!r}; run the negatives stage on split 'train'")
     wide = wide.reindex(rows["sample_id"])
     texts = wide["negative"][rules].fillna(PLACEHOLDER).values.tolist()
@@ -88,7 +82,7 @@ class ConceptGroups:
             if concept in train_concepts and image in captions:
                 images.setdefault(concept, []).append(sorted(captions[image].tolist()))
         if len(images) < 2:
-            raise ValueError(f"{concepts_dir}: {len(images)} train concept group(s) with training images; "
+            raise UserError(f"{concepts_dir}: {len(images)} train concept group(s) with training images; "
                              "clear_glass needs at least 2")
         hn = pd.read_parquet(concepts_dir / "hard_negatives.parquet")
         hn = hn[(hn["level"] == "level1") & hn["concept"].isin(images) & hn["negative"].isin(images)]

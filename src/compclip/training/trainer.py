@@ -13,30 +13,25 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import mlflow
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from compclip.config import Params, TrainConfig
-from compclip.losses import build_loss
-from compclip.models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from compclip.models.factory import create
-from compclip.training import distributed, tracking
+from compclip import tracking
+from compclip.config import EXECUTION_ONLY, Params, TrainConfig
+from compclip.losses import build_loss, settings
+from compclip.models.checkpoint import checkpoints_newest_first, load_checkpoint, save_checkpoint
+from compclip.models.factory import batchnorm_layers, create, resolve_device
+from compclip.training import distributed
 from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, load_split,
                                     negative_texts, positive_texts)
-from compclip.training.step import forward_backward
 from compclip.training.optim import param_groups, warmup_cosine
+from compclip.training.step import forward_backward
+from compclip.errors import UserError
 
 log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100)
 KEEP_CHECKPOINTS = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def file_digest(path: Path) -> str:
@@ -47,19 +42,49 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(p: Params, method: str, data_digests: list[str]) -> str:
-    """What a checkpoint must match to be resumed: everything that changes the result."""
-    relevant = p.train.model_dump(mode="json", exclude={"out_dir", "resume", "checkpoint_every_steps",
-                                                        "num_workers", "threads", "device"})
-    blob = json.dumps([relevant, method, p.recipe(method), p.loss.model_dump(mode="json"),
-                       p.model.model_dump(mode="json"), p.seed, data_digests], sort_keys=True)
+def fingerprint(p: Params, cfg: TrainConfig, method: str, data_digests: list[str]) -> str:
+    """What a checkpoint must match to be resumed: everything that changes the result (the device does
+    not forbid a resume: a run may move from one GPU to another)."""
+    relevant = cfg.model_dump(mode="json", exclude={"out_dir", "device", *EXECUTION_ONLY})
+    recipe = p.recipe(method)
+    blob = json.dumps([relevant, method, recipe, settings(recipe, p.loss), p.model.model_dump(mode="json"),
+                       p.seed, data_digests], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def total_steps(cfg: TrainConfig, pairs: int) -> tuple[int, int]:
+    """(steps per epoch, steps to train): max_steps when set (as many epochs as that takes), else epochs."""
+    steps_per_epoch = pairs // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"{pairs} training pairs < batch_size {cfg.batch_size}")
+    return steps_per_epoch, cfg.max_steps or steps_per_epoch * cfg.epochs
 
 
 def _autocast(precision: str, device: torch.device):
     if device.type != "cuda" or precision == "fp32":
         return nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "amp_bf16" else torch.float16)
+
+
+def check_batchnorm(model: torch.nn.Module, accum_steps: int, world_size: int, device: torch.device) -> torch.nn.Module:
+    """BatchNorm normalises by the statistics of what one forward sees, so micro-batches (and the cached
+    no-grad pass that updates running statistics) would not give the full batch's gradient: refused.
+    Under DDP on CUDA it becomes SyncBatchNorm (statistics of the global batch); on CPU it is refused."""
+    layers = batchnorm_layers(model)
+    if not layers:
+        return model
+    if accum_steps > 1:
+        raise UserError(f"train.accum_steps={accum_steps}: the model has BatchNorm ({layers[0]}, ... "
+                         f"{len(layers)} layers), whose statistics depend on the micro-batch, so accumulation "
+                         "would not give the full batch's gradient. Use accum_steps: 1 or a model without "
+                         "BatchNorm (compclip-tiny, any ViT)")
+    if world_size > 1:
+        if device.type != "cuda":
+            raise UserError(f"{world_size} processes on {device.type}: the model has BatchNorm, which would "
+                             "see per-process statistics, and SyncBatchNorm needs CUDA. Train on one process "
+                             "or use a model without BatchNorm (compclip-tiny, any ViT)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
 
 
 @dataclass
@@ -107,18 +132,24 @@ class Trainer:
 def _find_resume(resume: str | None, ckpt_dir: Path, fp: str) -> dict | None:
     if resume is None:
         return None
-    path = latest_checkpoint(ckpt_dir) if resume == "latest" else Path(resume)
-    if path is None:
-        return None
-    ckpt = load_checkpoint(path)
-    if ckpt.get("fingerprint") != fp:
-        if resume == "latest":
+    if resume != "latest":
+        ckpt = load_checkpoint(Path(resume))
+        if ckpt.get("fingerprint") != fp:
+            raise UserError(f"{resume}: checkpoint was trained with other params or data (fingerprint "
+                             f"{ckpt.get('fingerprint')} != {fp}); set train.resume to null or 'latest'")
+        return ckpt
+    for path in checkpoints_newest_first(ckpt_dir):
+        try:
+            ckpt = load_checkpoint(path)
+        except ValueError as e:  # cut off by a crash mid-write on a filesystem without atomic rename, or damaged
+            log.warning("skipping unreadable checkpoint %s (%s); trying the previous one", path, e)
+            continue
+        if ckpt.get("fingerprint") != fp:
             log.warning("not resuming from %s: it was trained with other params or data; starting fresh", path)
             return None
-        raise ValueError(f"{path}: checkpoint was trained with other params or data (fingerprint "
-                         f"{ckpt.get('fingerprint')} != {fp}); set train.resume to null or 'latest'")
-    log.info("resuming from %s (step %d)", path, ckpt["step"])
-    return ckpt
+        log.info("resuming from %s (step %d)", path, ckpt["step"])
+        return ckpt
+    return None
 
 
 def _training_data(p: Params, needs: set[str], rows, bundle, seed: int):
@@ -140,35 +171,36 @@ def _training_data(p: Params, needs: set[str], rows, bundle, seed: int):
     return items, groups, [file_digest(f) for f in used]
 
 
-def _plan(p: Params, needs: set[str], world_size: int) -> BatchPlan:
-    cfg, cg = p.train, p.loss.clear_glass
+def _plan(cfg: TrainConfig, p: Params, needs: set[str], world_size: int) -> BatchPlan:
     b = cfg.batch_size if "pairs" in needs else 0
-    m = cg.groups_per_batch if "groups" in needs else 0
+    m = p.loss.clear_glass.groups_per_batch if "groups" in needs else 0
     for name, count in (("train.batch_size", b), ("loss.clear_glass.groups_per_batch", m)):
         if count % (world_size * cfg.accum_steps):
-            raise ValueError(f"params.yaml: {name}={count} must divide by processes × train.accum_steps "
+            raise UserError(f"params.yaml: {name}={count} must divide by processes × train.accum_steps "
                              f"= {world_size} × {cfg.accum_steps}")
-    return BatchPlan(b // world_size, m // world_size, cg.group_size if m else 0)
+    return BatchPlan(b // world_size, m // world_size, p.loss.clear_glass.group_size if m else 0)
 
 
 def _init_weights(model: torch.nn.Module, path: Path, model_name: str) -> str:
     """Start from a compclip checkpoint (e.g. the pretrain stage's CLIP); returns its digest."""
     if not path.exists():
-        raise ValueError(f"train.init_from: {path} does not exist (run `dvc repro pretrain` first)")
+        raise UserError(f"train.init_from: {path} does not exist (run `dvc repro pretrain` first)")
     ckpt = load_checkpoint(path)
     if ckpt.get("model_name") != model_name:
-        raise ValueError(f"train.init_from: {path} holds a {ckpt.get('model_name')!r} model, params ask for {model_name!r}")
+        raise UserError(f"train.init_from: {path} holds a {ckpt.get('model_name')!r} model, params ask for {model_name!r}")
     model.load_state_dict(ckpt["model"])
     return file_digest(path)
 
 
-def train(p: Params, method: str, stop_after_steps: int | None = None, run_name: str | None = None) -> dict:
-    """Train `method` (a weighted sum of loss terms, params `methods`) into train.out_dir/<method>/
-    {model.pt, checkpoints/, summary.json}; returns the summary. Under torchrun every process runs this.
+def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_steps: int | None = None,
+          run_name: str | None = None) -> dict:
+    """Train `method` (a weighted sum of loss terms, params `methods`) with `cfg` (default params `train`;
+    the pretrain stage passes `pretrain`) into cfg.out_dir/<method>/{model.pt, checkpoints/, summary.json};
+    returns the summary. Under torchrun every process runs this.
 
     stop_after_steps simulates a crash (tests): the loop stops there without finishing the run.
     """
-    cfg = p.train
+    cfg = cfg or p.train
     out_dir = Path(cfg.out_dir) / method
     ckpt_dir = out_dir / "checkpoints"
     recipe = p.recipe(method)
@@ -179,50 +211,44 @@ def train(p: Params, method: str, stop_after_steps: int | None = None, run_name:
     random.seed(p.seed)
 
     bundle = create(p.model.name, p.model.pretrained, device, str(p.model.cache_dir) if p.model.cache_dir else None)
-    model = bundle.model
-    loss_fn = build_loss(recipe, p.loss, p.loss.negative_rules).to(device)
+    loss_fn = build_loss(recipe, p.loss).to(device)
     rows = load_split(Path(p.ingest.out_dir) / "manifest.parquet", "train")
     items, groups, digests = _training_data(p, loss_fn.needs, rows, bundle, p.seed)
-    plan = _plan(p, loss_fn.needs, d.world_size)
-    steps_per_epoch = len(rows) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{p.ingest.out_dir}/manifest.parquet: {len(rows)} training pairs < batch_size {cfg.batch_size}")
-    total_steps = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
+    plan = _plan(cfg, p, loss_fn.needs, d.world_size)
+    try:
+        steps_per_epoch, steps = total_steps(cfg, len(rows))
+    except ValueError as e:
+        raise UserError(f"{p.ingest.out_dir}/manifest.parquet: {e}") from None
     if cfg.init_from:
-        digests.append(_init_weights(model, Path(cfg.init_from), p.model.name))
+        digests.append(_init_weights(bundle.model, Path(cfg.init_from), p.model.name))
+    model = check_batchnorm(bundle.model, cfg.accum_steps, d.world_size, device)
 
     wrapped = model
     if d.world_size > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                                   betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "amp" and device.type == "cuda")
-    fp = fingerprint(p, method, digests)
+    fp = fingerprint(p, cfg, method, digests)
     trainer = Trainer(model, wrapped, loss_fn, optimizer, scheduler, scaler, p.model.name, fp)
     ckpt = _find_resume(cfg.resume, ckpt_dir, fp)
     if ckpt:
         trainer.restore(ckpt)
 
     started = time.perf_counter()
-    tracked = nullcontext(None)
-    if d.main:
-        experiment_id = tracking.configure(p.mlflow)
-        tracked = tracking.tracked_run(experiment_id, run_name or f"train-{method}", trainer.run_id)
-    with tracked as run:
-        metrics = None
-        if d.main:
-            if trainer.run_id is None:
-                trainer.run_id = run.info.run_id
-                mlflow.log_params({"method": method, "recipe": json.dumps(recipe), "model": p.model.name,
-                                   "pretrained": p.model.pretrained, "seed": p.seed, "train_pairs": len(rows),
-                                   "steps": total_steps, "fingerprint": fp, "world_size": d.world_size,
-                                   "loss": json.dumps(p.loss.model_dump(mode="json")),
-                                   **cfg.model_dump(mode="json", exclude={"out_dir"})})
-            metrics = tracking.MetricBuffer(trainer.run_id)
+    with tracking.run(p.mlflow, run_name or f"train-{method}", trainer.run_id, active=d.main) as run:
+        if trainer.run_id is None and run.run_id is not None:
+            trainer.run_id = run.run_id
+            run.log_params({"method": method, "recipe": json.dumps(recipe), "model": p.model.name,
+                            "pretrained": p.model.pretrained, "seed": p.seed, "train_pairs": len(rows),
+                            "steps": steps, "fingerprint": fp, "world_size": d.world_size,
+                            "loss": json.dumps(settings(recipe, p.loss)),
+                            "contrastive_weight": loss_fn.contrastive_weight,
+                            **cfg.model_dump(mode="json", exclude={"out_dir"})})
         model.train()
-        progress = tqdm(total=total_steps, initial=trainer.step, desc=f"train {method}", unit="step", disable=not d.main)
-        while trainer.step < total_steps:
+        progress = tqdm(total=steps, initial=trainer.step, desc=f"train {method}", unit="step", disable=not d.main)
+        while trainer.step < steps:
             epoch, start_batch = divmod(trainer.step, steps_per_epoch)
             if start_batch == 0:
                 loss_fn.begin_epoch()
@@ -237,13 +263,10 @@ def train(p: Params, method: str, stop_after_steps: int | None = None, run_name:
                 trainer.step += 1
                 progress.update()
                 progress.set_postfix(loss=f"{terms['loss']:.3f}")
-                if metrics:
-                    metrics.log(terms, trainer.step)
+                run.log_step(terms, trainer.step)
                 if trainer.step == stop_after_steps:
-                    if metrics:
-                        metrics.flush()
                     raise KeyboardInterrupt(f"stopped after {stop_after_steps} steps (simulated crash)")
-                last = trainer.step == total_steps  # max_steps can end mid-epoch
+                last = trainer.step == steps  # max_steps can end mid-epoch
                 epoch_end = trainer.step % steps_per_epoch == 0
                 if d.main and (epoch_end or last or (cfg.checkpoint_every_steps and
                                                      trainer.step % cfg.checkpoint_every_steps == 0)):
@@ -253,8 +276,7 @@ def train(p: Params, method: str, stop_after_steps: int | None = None, run_name:
         progress.close()
         summary = None
         if d.main:
-            metrics.flush()
-            summary = _finish(trainer, out_dir, bundle.name, method, len(rows), total_steps,
+            summary = _finish(trainer, run, out_dir, bundle.name, method, len(rows), steps,
                               time.perf_counter() - started)
     distributed.barrier(d)
     distributed.shutdown(d)
@@ -266,7 +288,12 @@ def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distribute
     optimizer.zero_grad(set_to_none=True)
     terms = forward_backward(trainer.wrapped, trainer.loss_fn, batch, accum_steps=cfg.accum_steps, rank=d.rank,
                              world_size=d.world_size, autocast=lambda: _autocast(cfg.precision, device),
-                             scale=trainer.scaler.scale)
+                             scale=trainer.scaler.scale, skip_invalid=trainer.loss_fn.skips_invalid)
+    loss = sum(terms.values())
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {trainer.step + 1}: loss is {loss.item()} "
+                                 f"({ {k: round(v.item(), 4) for k, v in terms.items()} }); lower train.lr, "
+                                 "use precision fp32, or check the data")
     if cfg.grad_clip_norm:
         trainer.scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
@@ -276,23 +303,21 @@ def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distribute
     trainer.loss_fn.end_step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-    return {"loss": sum(terms.values()).item(), **{k: v.item() for k, v in terms.items()},
+    return {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
             "lr": optimizer.param_groups[0]["lr"], "logit_scale": model.logit_scale.exp().item(),
             **trainer.loss_fn.metrics()}
 
 
-def _finish(trainer: Trainer, out_dir: Path, model_name: str, method: str, pairs: int, steps: int,
-            seconds: float) -> dict:
+def _finish(trainer: Trainer, run: tracking.NullRun, out_dir: Path, model_name: str, method: str, pairs: int,
+            steps: int, seconds: float) -> dict:
     model_path = out_dir / "model.pt"
     save_checkpoint(model_path, {"model_name": model_name, "model": trainer.model.state_dict(),
                                  "fingerprint": trainer.fingerprint, "step": trainer.step})
     summary = {"run_id": trainer.run_id, "method": method, "model": str(model_path), "model_name": model_name,
                "steps": steps, "train_pairs": pairs, **trainer.loss_fn.metrics()}
-    mlflow.log_metric("train_seconds_last_session", seconds)
-    mlflow.log_artifact(str(model_path), artifact_path="checkpoint")
+    run.log_metrics({"train_seconds_last_session": seconds})
+    run.log_artifact(model_path, artifact_path="checkpoint")
     trainer.model.eval()
-    mlflow.pytorch.log_model(trainer.model.cpu(), name="model", serialization_format="pickle",
-                             metadata={"open_clip_model": model_name},
-                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "open_clip_torch"])
+    run.log_model(trainer.model, model_name)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 import great_expectations as gx
 import pandas as pd
 
-from compclip.text.negatives import PLACEHOLDER, RULES as TEXT_RULES, SCENE_GRAPH_RULES
-from compclip.text.positives import RULES as POSITIVE_RULES
+from compclip.names import NEGATIVE_RULES, PLACEHOLDER, POSITIVE_RULES, SCENE_GRAPH_RULES
 
-NEGATIVE_TYPES = {r: t for r, (t, _) in TEXT_RULES.items()} | SCENE_GRAPH_RULES  # rule -> neg_type
-SWAP_RULES = {r for r in TEXT_RULES if "swap" in r or r.startswith("shuffle")}
+NEGATIVE_TYPES = NEGATIVE_RULES | SCENE_GRAPH_RULES  # rule -> neg_type
+SWAP_RULES = {r for r in NEGATIVE_RULES if "swap" in r or r.startswith("shuffle")}
 
 
 @dataclass

@@ -9,12 +9,13 @@ from pathlib import Path
 import great_expectations as gx
 import pandas as pd
 
+from compclip.errors import UserError
 from compclip.validation.suites import Suite
 
 EXAMPLES = 5
 
 
-class ValidationFailed(ValueError):
+class ValidationFailed(UserError):
     pass
 
 

@@ -1,0 +1,184 @@
+"""MLflow: where runs go, how they end, and cheap per-step metrics; or nothing at all.
+
+The default store is sqlite under mlflow/ (no server); MLFLOW_TRACKING_URI overrides it. Tracking is
+switched off by `mlflow.enabled: false` in params.yaml or COMPCLIP_MLFLOW=0 (a GPU machine without
+MLflow): `run()` then yields a NullRun and nothing else changes.
+
+A run that is interrupted (SIGTERM, Ctrl-C) ends as KILLED, a run that raises ends as FAILED, never left
+RUNNING; buffered per-step metrics are sent before it ends, whatever the ending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from compclip.config import MlflowConfig
+
+OFF_VALUES = {"0", "false", "off", "no"}
+
+
+def enabled(cfg: MlflowConfig) -> bool:
+    return cfg.enabled and os.environ.get("COMPCLIP_MLFLOW", "1").strip().lower() not in OFF_VALUES
+
+
+def configure(cfg: MlflowConfig) -> str:
+    """Point MLflow at the store and return the experiment id (created on first use).
+
+    A new sqlite store is created (schema migrations) under a file lock: two processes creating it at
+    once otherwise collide in alembic and can leave it broken."""
+    import mlflow
+    from filelock import FileLock
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    artifact_location = None
+    lock = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifact_location = Path(cfg.artifact_root).resolve().as_uri()
+        lock = FileLock(str(db) + ".lock")
+    mlflow.set_tracking_uri(uri)
+    with lock if lock is not None else _nothing():
+        exp = mlflow.get_experiment_by_name(cfg.experiment)  # creates or upgrades the store
+        if exp is None:
+            experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=artifact_location)
+        else:
+            experiment_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so cleanup (and the KILLED status) runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
+def system_tags() -> dict[str, str]:
+    tags = {"python": platform.python_version(), "torch": torch.__version__, "host": platform.node(),
+            "cpu_count": str(os.cpu_count()), "cuda": str(torch.cuda.is_available())}
+    if torch.cuda.is_available():
+        tags["gpu"] = torch.cuda.get_device_name(0)
+    return tags
+
+
+class NullRun:
+    """Tracking switched off (or a non-main process): every call does nothing."""
+
+    run_id: str | None = None
+
+    def log_params(self, params: dict) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_step(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def log_model(self, model: torch.nn.Module, model_name: str, artifact_path: str = "model") -> None: ...
+    def flush(self) -> None: ...
+
+
+class Run(NullRun):
+    """The active MLflow run. Per-step metrics are buffered: one store write per `every` steps."""
+
+    def __init__(self, run_id: str, every: int = 25):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id, self.client, self.every, self.pending = run_id, MlflowClient(), every, []
+
+    def log_params(self, params: dict) -> None:
+        import mlflow
+
+        mlflow.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in metrics.items()}, step=step)
+
+    def log_step(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if step % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.pending), 1000):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(self.run_id, metrics=self.pending[i:i + 1000])
+        self.pending = []
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_model(self, model: torch.nn.Module, model_name: str, artifact_path: str = "model") -> None:
+        """Weights as safetensors plus the open_clip model name: loading it never unpickles anything
+        (models/factory.py reads it back)."""
+        import tempfile
+
+        import mlflow
+        from safetensors.torch import save_file
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / artifact_path
+            folder.mkdir()
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(folder / MODEL_WEIGHTS))
+            (folder / MODEL_INFO).write_text(json.dumps({"open_clip_model": model_name,
+                                                         "torch": torch.__version__}) + "\n")
+            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_INFO = "compclip_model.json"
+
+
+@contextmanager
+def run(cfg: MlflowConfig, run_name: str, run_id: str | None = None, active: bool = True):
+    """Start (or continue, by id) a run and yield a Run; a NullRun when tracking is off or not `active`
+    (torchrun ranks other than 0). The run ends FINISHED, KILLED or FAILED."""
+    if not active or not enabled(cfg):
+        yield NullRun()
+        return
+    import mlflow
+
+    experiment_id = configure(cfg)
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    # a continued run keeps its name (evaluate reopens the training run: it must not rename it)
+    active_run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                                  run_name=None if run_id else run_name, log_system_metrics=True)
+    status = "FINISHED"
+    try:
+        mlflow.set_tags(system_tags())
+        tracked = Run(active_run.info.run_id)
+        try:
+            yield tracked
+        finally:
+            tracked.flush()  # whatever the ending: interrupted runs keep their per-step metrics
+    except (Terminated, KeyboardInterrupt):
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        mlflow.end_run(status)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
