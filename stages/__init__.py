@@ -10,13 +10,12 @@ def run(fn) -> None:
     missing pretrained weights) end with one clear line and exit code 1; anything else is a bug and keeps
     its traceback."""
     from compclip.errors import UserError
-    from compclip.models.factory import PretrainedUnavailable
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("compclip").setLevel(logging.INFO)
     try:
         result = fn()
-    except (UserError, PretrainedUnavailable) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if isinstance(result, dict):

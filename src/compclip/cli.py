@@ -98,14 +98,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from compclip.errors import UserError
-    from compclip.models.factory import PretrainedUnavailable
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("compclip").setLevel(logging.INFO)
     args = parser().parse_args(argv)
     try:
         result = args.fn(args)
-    except (UserError, PretrainedUnavailable, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         print(f"compclip {args.command}: error: {e}", file=sys.stderr)
         return 1
     if result is not None:

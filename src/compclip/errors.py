@@ -5,3 +5,7 @@ keeps its traceback."""
 
 class UserError(ValueError):
     pass
+
+
+class PretrainedUnavailable(UserError):
+    """Pretrained weights that cannot be had here (no network): the message says where to put them."""

@@ -10,7 +10,6 @@ RUNNING; buffered per-step metrics are sent before it ends, whatever the ending.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import signal
@@ -128,25 +127,16 @@ class Run(NullRun):
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
     def log_model(self, model: torch.nn.Module, model_name: str, artifact_path: str = "model") -> None:
-        """Weights as safetensors plus the open_clip model name: loading it never unpickles anything
-        (models/factory.py reads it back)."""
+        """Weights as safetensors plus the open_clip model name: loading it never unpickles anything."""
         import tempfile
 
         import mlflow
-        from safetensors.torch import save_file
+
+        from compclip.models.checkpoint import save_model_folder
 
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / artifact_path
-            folder.mkdir()
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(folder / MODEL_WEIGHTS))
-            (folder / MODEL_INFO).write_text(json.dumps({"open_clip_model": model_name,
-                                                         "torch": torch.__version__}) + "\n")
-            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
-
-
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_INFO = "compclip_model.json"
+            save_model_folder(model, model_name, Path(tmp) / artifact_path)
+            mlflow.log_artifacts(str(Path(tmp) / artifact_path), artifact_path=artifact_path)
 
 
 @contextmanager
@@ -182,3 +172,17 @@ def run(cfg: MlflowConfig, run_name: str, run_id: str | None = None, active: boo
         mlflow.end_run(status)
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def register_model(run_id: str, name: str, artifact_path: str = "model"):
+    """A new version of registered model `name` from the model folder a run logged (Run.log_model).
+    The client API, because mlflow.register_model wants an mlflow flavour (which would pickle)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    return client.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id)

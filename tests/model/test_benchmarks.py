@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import numpy as np
 import torch
 
 from compclip.evaluation.benchmarks import build_benchmarks
@@ -22,6 +23,12 @@ class StubCache:
 
     def text_matrix(self, keys):
         return torch.tensor([self.texts[k] for k in keys], dtype=torch.float32)
+
+    def usable(self, keys):
+        return np.array([k in self.images for k in keys])
+
+    def skipped(self, keys):
+        return {"missing_image": sum(k not in self.images for k in keys)} if any(k not in self.images for k in keys) else {}
 
 
 def test_hard_positive_metrics_by_hand():

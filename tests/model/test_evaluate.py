@@ -8,7 +8,9 @@ import pytest
 
 from compclip.cli import main
 from compclip.evaluation.run import run_evaluation
-from compclip.models.factory import PretrainedUnavailable, create, load_model
+from compclip.errors import PretrainedUnavailable, UserError
+from compclip.models.factory import create, load_model
+from compclip.tracking import register_model
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def test_stage_evaluation_logs_into_the_training_run(trained):
 def test_registered_model_loads_by_uri(trained):
     p, _, summary = trained
     mlflow.set_tracking_uri(p.mlflow.tracking_uri)
-    mv = mlflow.register_model(f"runs:/{summary['run_id']}/model", "compclip-test")
+    mv = register_model(summary["run_id"], "compclip-test")
     bundle = load_model(f"models:/compclip-test/{mv.version}")
     ref = load_model(summary["model"])
     tokens = ref.tokenizer(["a red square"])
@@ -81,3 +83,32 @@ def test_cli_error_is_one_clear_line(tmp_path, capsys):
     rc = main(["evaluate", "sugarcrepe", "--data", str(tmp_path), "--images", str(tmp_path), "--model",
                "nonsense", "--out", str(tmp_path / "x.json")])
     assert rc == 1 and "compclip evaluate: error:" in capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this runs os.system: what a tampered pickled model could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickled_mlflow_model_is_refused_not_run(trained, tmp_path):
+    import pickle
+
+    p, _, _ = trained
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "model" / "data"
+    folder.mkdir(parents=True)
+    (folder / "model.pth").write_bytes(pickle.dumps(_Payload(marker)))  # mlflow.pytorch's pickle layout
+    (tmp_path / "model" / "MLmodel").write_text("flavors:\n  pytorch:\n    model_data: data\n")
+    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(tmp_path / "model"), artifact_path="model")
+    with pytest.raises(UserError, match="pickled models are refused"):
+        load_model(f"runs:/{run.info.run_id}/model")
+    assert not marker.exists()

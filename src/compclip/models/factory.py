@@ -14,7 +14,7 @@ from pathlib import Path
 
 import open_clip
 import torch
-from compclip.errors import UserError
+from compclip.errors import PretrainedUnavailable, UserError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 _registered = False
@@ -46,10 +46,6 @@ class ClipBundle:
     preprocess: object
     tokenizer: object
     name: str
-
-
-class PretrainedUnavailable(RuntimeError):
-    pass
 
 
 def _pretrained_help(name: str, pretrained: str, err: Exception) -> str:
@@ -86,24 +82,14 @@ def _from_mlflow(uri: str, device: str | torch.device) -> ClipBundle:
     """A model logged by compclip (tracking.Run.log_model): safetensors weights + the open_clip name.
     Nothing is unpickled: a model logged with pickle (mlflow.pytorch's default) is refused, since loading
     it would run whatever code its file holds."""
-    import json
-
     import mlflow
-    from safetensors.torch import load_file
 
-    from compclip.tracking import MODEL_INFO, MODEL_WEIGHTS
+    from compclip.models.checkpoint import load_model_folder
 
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    weights, info = folder / MODEL_WEIGHTS, folder / MODEL_INFO
-    if not weights.is_file() or not info.is_file():
-        found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())[:8]
-        raise UserError(f"{uri}: not a compclip model (expected {MODEL_WEIGHTS} and {MODEL_INFO}, found {found}); "
-                        "models logged with pickle are refused because loading them can run arbitrary code")
-    name = json.loads(info.read_text()).get("open_clip_model")
-    if not name:
-        raise UserError(f"{uri}: {MODEL_INFO} names no 'open_clip_model'")
+    name, state = load_model_folder(folder, uri)
     bundle = create(name, None, device)
-    bundle.model.load_state_dict(load_file(str(weights), device=str(device)))
+    bundle.model.load_state_dict(state)
     return bundle
 
 
