@@ -10,7 +10,7 @@ def main():
     p = params()
     if p.pretrain is None:
         raise ConfigError("params.yaml: no `pretrain` section; remove the pretrain stage or add the section")
-    return train(p, "clip", cfg=p.pretrain, run_name="pretrain-clip")
+    return train(p, "clip", cfg=p.pretrain, run_name="pretrain-clip", recipe={"clip": 1.0})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What each DVC stage runs: the project files its module imports, transitively, and the package data
-those modules read. `python -m tests.dvc_deps` prints the deps lists dvc.yaml should have."""
+those modules read. `python -m tests.dvc_deps` prints the code deps dvc.yaml should have; `--write`
+puts them into dvc.yaml."""
 
 from __future__ import annotations
 
@@ -86,13 +87,39 @@ def stage_module(cmd: str) -> str:
     return m.group(1)
 
 
+def rewrite_code_deps(dvc_yaml: Path) -> None:
+    """Replace the literal (code) deps of every stage in dvc.yaml by code_deps(); templated (data) deps,
+    comments and everything else stay as they are."""
+    import yaml
+
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    wanted = {name: code_deps(stage_module(st.get("do", st)["cmd"])) for name, st in stages.items()}
+    out, stage, in_deps = [], None, False
+    for line in dvc_yaml.read_text().split("\n"):
+        if m := re.match(r"^  (\w+):", line):
+            stage = m.group(1)
+        if re.match(r"^\s+deps:\s*$", line):
+            pad = " " * (len(line) - len(line.lstrip()) + 2)
+            out += [line, *(f"{pad}- {d}" for d in wanted[stage])]
+            in_deps = True
+            continue
+        if in_deps and line.strip().startswith("- "):
+            if "${" in line:
+                out.append(line)
+            continue
+        in_deps = False
+        out.append(line)
+    dvc_yaml.write_text("\n".join(out))
+
+
 if __name__ == "__main__":
     import yaml
 
+    if sys.argv[1:] == ["--write"]:
+        rewrite_code_deps(REPO / "dvc.yaml")
+        sys.exit(0)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        cmd = stage.get("do", stage)["cmd"]
         print(f"{name}:")
-        for dep in code_deps(stage_module(cmd)):
+        for dep in code_deps(stage_module(stage.get("do", stage)["cmd"])):
             print(f"  - {dep}")
-    sys.exit(0)

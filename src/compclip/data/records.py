@@ -24,6 +24,10 @@ class Candidate:
     bbox: tuple[float, float, float, float] | None = None  # x, y, w, h
 
 
+# compclip's addition to a SugarCrepe-format folder: the test images that show held-out combinations
+HELD_OUT_FILE = "held_out_images.json"
+
+
 class SourceError(UserError):
     """A source file that cannot be read at all (not JSON, wrong top-level shape)."""
 

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from compclip.config import SynthConfig
 from compclip.data.perturb import SUGARCREPE_TYPES
+from compclip.data.records import HELD_OUT_FILE
 from compclip.data.render import COLORS, SHAPES, object_box, render_scene
-from compclip.evaluation.sugarcrepe import HELD_OUT_FILE
 from compclip.data.world import (RELATIONS, Description, Holdout, Mention, Scene, SceneSampler, Vocabulary,
                                  render_caption)
 from compclip.errors import UserError

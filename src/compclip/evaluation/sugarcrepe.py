@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from compclip.data.records import SourceError, expect, join_under, load_json
+from compclip.data.records import HELD_OUT_FILE, SourceError, expect, join_under, load_json
 
 FILES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
-HELD_OUT_FILE = "held_out_images.json"  # compclip's addition: test images showing held-out combinations
 GROUPS = {"replace": ("replace_obj", "replace_att", "replace_rel"), "swap": ("swap_obj", "swap_att"),
           "add": ("add_obj", "add_att")}
 

@@ -42,11 +42,10 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(p: Params, cfg: TrainConfig, method: str, data_digests: list[str]) -> str:
+def fingerprint(p: Params, cfg: TrainConfig, method: str, recipe: dict[str, float], data_digests: list[str]) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result (the device does
     not forbid a resume: a run may move from one GPU to another)."""
     relevant = cfg.model_dump(mode="json", exclude={"out_dir", "device", *EXECUTION_ONLY})
-    recipe = p.recipe(method)
     blob = json.dumps([relevant, method, recipe, settings(recipe, p.loss), p.model.model_dump(mode="json"),
                        p.seed, data_digests], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -193,17 +192,18 @@ def _init_weights(model: torch.nn.Module, path: Path, model_name: str) -> str:
 
 
 def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_steps: int | None = None,
-          run_name: str | None = None) -> dict:
+          run_name: str | None = None, recipe: dict[str, float] | None = None) -> dict:
     """Train `method` (a weighted sum of loss terms, params `methods`) with `cfg` (default params `train`;
     the pretrain stage passes `pretrain`) into cfg.out_dir/<method>/{model.pt, checkpoints/, summary.json};
-    returns the summary. Under torchrun every process runs this.
+    returns the summary. Under torchrun every process runs this. `recipe` replaces params' methods[method]
+    (pretraining is plain CLIP whatever the methods are).
 
     stop_after_steps simulates a crash (tests): the loop stops there without finishing the run.
     """
     cfg = cfg or p.train
     out_dir = Path(cfg.out_dir) / method
     ckpt_dir = out_dir / "checkpoints"
-    recipe = p.recipe(method)
+    recipe = recipe or p.recipe(method)
     d, device = distributed.init(resolve_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -230,7 +230,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
                                   betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "amp" and device.type == "cuda")
-    fp = fingerprint(p, cfg, method, digests)
+    fp = fingerprint(p, cfg, method, recipe, digests)
     trainer = Trainer(model, wrapped, loss_fn, optimizer, scheduler, scaler, p.model.name, fp)
     ckpt = _find_resume(cfg.resume, ckpt_dir, fp)
     if ckpt:
@@ -253,7 +253,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
             if start_batch == 0:
                 loss_fn.begin_epoch()
             sampler = StepBatches(len(rows), cfg.batch_size, p.seed, epoch, start_batch, with_pairs=plan.pairs > 0,
-                                  groups=groups, groups_per_batch=p.loss.clear_glass.groups_per_batch,
+                                  groups=groups, groups_per_batch=plan.groups * d.world_size,
                                   group_size=plan.group_size, rank=d.rank, world_size=d.world_size)
             loader = DataLoader(items, batch_sampler=sampler, collate_fn=partial(collate, plan=plan),
                                 num_workers=cfg.num_workers)
