@@ -6,7 +6,10 @@ hard_positive (2+K)·B, clear_glass M·N pairs, combined all of them. "overhead"
 ratio − 1: what the loss and batch plumbing cost beyond the encoders (goal: within 15%).
 Everything is measured side by side in one run, interleaved round-robin, and reported as medians.
 
-  python bench/method_step_time.py [--model compclip-tiny-rn] [--batch 128] [--rounds 7]
+Placeholder negatives and positives (mask False) are not encoded, as in the trainer, and not counted as work.
+
+  python bench/method_step_time.py [--model compclip-tiny-rn] [--batch 128] [--rounds 7] [--out FILE.json]
+  python bench/method_step_time.py --smoke      # seconds: the micro model, 1 round (make test runs it)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from compclip.config import LossConfig, load_params
 from compclip.losses import build_loss
 from compclip.models.factory import create
+from compclip.provenance import write_result
 from compclip.training.optim import param_groups
 from compclip.training.step import forward_backward
 
@@ -40,9 +44,12 @@ def make_batch(needs: set[str], b: int, k: int, m: int, n: int, size: int, ctx: 
     return batch
 
 
-def encodings(batch: dict) -> tuple[int, int]:
+def encodings(batch: dict, skip_invalid: bool) -> tuple[int, int]:
     images = sum(batch[k].shape[:-3].numel() for k in ("image", "group_image") if k in batch)
-    texts = sum(batch[k].shape[:-1].numel() for k in ("text", "neg_text", "pos_text", "group_text") if k in batch)
+    texts = sum(batch[k].shape[:-1].numel() for k in ("text", "group_text") if k in batch)
+    for key, mask in (("neg_text", "neg_mask"), ("pos_text", "pos_mask")):
+        if key in batch:
+            texts += int(batch[mask].sum()) if skip_invalid else batch[key].shape[:-1].numel()
     return images, texts
 
 
@@ -59,7 +66,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
     a = ap.parse_args()
+    if a.smoke:
+        a.model, a.batch, a.rounds = "compclip-micro", 8, 1
     dev = torch.device(a.device)
     p = load_params()
     torch.manual_seed(0)
@@ -74,9 +85,9 @@ def main() -> None:
     cases = {name: (build_loss(r, p.loss, p.loss.negative_rules), None) for name, r in recipes.items()}
     if "clear_glass" in recipes:
         cases["clear_glass(centroid)"] = (build_loss(recipes["clear_glass"], centroid, p.loss.negative_rules), None)
-    cases = {name: (loss.to(dev), {key: v.to(dev) for key, v in
-                                    make_batch(loss.needs, a.batch, k, cg.groups_per_batch, cg.group_size, size,
-                                               ctx).items()})
+    m, n = (2, 2) if a.smoke else (cg.groups_per_batch, cg.group_size)
+    cases = {name: (loss.to(dev), {key: v.to(dev) for key, v in make_batch(loss.needs, a.batch, k, m, n, size,
+                                                                           ctx).items()})
              for name, (loss, _) in cases.items()}
 
     # encoder cost per item, forward + backward, from FLOP counts of each tower alone
@@ -86,13 +97,13 @@ def main() -> None:
     f_txt = flops(lambda: model.encode_text(txt_in).sum().backward()) / probe
     model.zero_grad()
 
-    def work(batch):
-        i, t = encodings(batch)
+    def work(loss, batch):
+        i, t = encodings(batch, loss.skips_invalid)
         return i * f_img + t * f_txt
 
     def step(loss, batch):
         opt.zero_grad(set_to_none=True)
-        forward_backward(model, loss, batch)
+        forward_backward(model, loss, batch, skip_invalid=loss.skips_invalid)
         opt.step()
         loss.end_step()
         if dev.type == "cuda":
@@ -107,17 +118,23 @@ def main() -> None:
             step(loss, batch)
             times[name].append(time.perf_counter() - t)
 
-    base_t, base_w = statistics.median(times["clip"]), work(cases["clip"][1])
-    print(f"model {a.model}, batch {a.batch}, K={k} negatives, groups {cg.groups_per_batch}x{cg.group_size}; "
+    base_t, base_w = statistics.median(times["clip"]), work(*cases["clip"])
+    print(f"model {a.model}, batch {a.batch}, K={k} negatives, groups {m}x{n}; "
           f"medians of {a.rounds} interleaved rounds; "
           f"{torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'cpu, {torch.get_num_threads()} threads'}")
     print(f"encoder FLOPs per item (fwd+bwd): image {f_img / 1e6:.1f} M, text {f_txt / 1e6:.1f} M")
     print(f"{'method':24}{'images':>8}{'texts':>8}{'step s':>9}{'time x':>9}{'work x':>9}{'overhead':>10}")
+    results = {}
     for name, (loss, batch) in cases.items():
         t = statistics.median(times[name])
-        i, tx = encodings(batch)
-        tr, wr = t / base_t, work(batch) / base_w
+        i, tx = encodings(batch, loss.skips_invalid)
+        tr, wr = t / base_t, work(loss, batch) / base_w
+        results[name] = {"images": i, "texts": tx, "step_s_median": t, "time_ratio": tr, "work_ratio": wr,
+                         "overhead": tr / wr - 1}
         print(f"{name:24}{i:>8}{tx:>8}{t:>9.3f}{tr:>9.2f}{wr:>9.2f}{tr / wr - 1:>+10.1%}")
+    if a.out:
+        write_result(a.out, results, {**vars(a), "groups": [m, n], "negatives_k": k,
+                                      "methods": p.methods, "loss": p.loss.model_dump(mode="json")}, a.device)
 
 
 if __name__ == "__main__":

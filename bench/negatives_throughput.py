@@ -2,7 +2,8 @@
 loop, side by side in one run (medians of interleaved rounds); then peak memory of the whole negatives
 step on 10k vs 100k captions, each in a fresh process.
 
-  python bench/negatives_throughput.py [--captions 2000] [--rounds 3] [--memory 10000,100000]
+  python bench/negatives_throughput.py [--captions 2000] [--rounds 3] [--memory 10000,100000] [--out FILE.json]
+  python bench/negatives_throughput.py --smoke   # seconds: 40 captions, 1 round (make test runs it)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/tiny_mlm.py: the offline fill-mask model
+
 
 def captions(n: int, seed: int = 0) -> list[str]:
     from compclip.data.world import SceneSampler, Vocabulary, render_caption
@@ -30,11 +33,12 @@ def captions(n: int, seed: int = 0) -> list[str]:
     return [render_caption(s.describe(s.scene(), keep)) for _ in range(n)]
 
 
-def throughput(n: int, rounds: int, filler_kind: str) -> None:
+def throughput(n: int, rounds: int, filler_kind: str) -> dict:
     from compclip.text.fillers import LexiconFiller, MaskedLMFiller
-    from compclip.text.negatives import CE_CLIP_RULES, generate
+    from compclip.names import CE_CLIP_RULES
+    from compclip.text.negatives import generate
     from compclip.text.nlp import load_spacy, tokens
-    from compclip.text.tiny_mlm import build_tiny_mlm
+    from tests.tiny_mlm import build_tiny_mlm
 
     nlp = load_spacy()
     caps = captions(n)
@@ -67,6 +71,7 @@ def throughput(n: int, rounds: int, filler_kind: str) -> None:
     print(f"  batched nlp.pipe:       {n / b:8.0f} captions/s")
     print(f"  per-caption nlp(text) and fill: {n / l:8.0f} captions/s")
     print(f"  speed-up:               {l / b:8.2f}x")
+    return {"batched_captions_per_s": n / b, "looped_captions_per_s": n / l, "speedup": l / b}
 
 
 def peak_memory_child(n: int) -> None:
@@ -83,7 +88,7 @@ def peak_memory_child(n: int) -> None:
         manifest = Path(d) / "manifest.parquet"
         pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "caption": caps, "image_path": "x.jpg", "split": "train",
                       "bbox_x": float("nan")}).to_parquet(manifest, index=False)
-        from compclip.text.negatives import CE_CLIP_RULES
+        from compclip.names import CE_CLIP_RULES
 
         cfg = load_params().negatives.model_copy(update={"out_dir": Path(d) / "out", "scenes": None,
                                                          "rules": list(CE_CLIP_RULES)})
@@ -98,11 +103,14 @@ def main() -> None:
     ap.add_argument("--memory", default="10000,100000")
     ap.add_argument("--fillers", default="lexicon,mlm")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
     a = ap.parse_args()
     if a.child:
         return peak_memory_child(a.child)
-    for kind in a.fillers.split(","):
-        throughput(a.captions, a.rounds, kind)
+    if a.smoke:
+        a.captions, a.rounds, a.memory = 40, 1, "50,100"
+    results = {"throughput": {kind: throughput(a.captions, a.rounds, kind) for kind in a.fillers.split(",")}}
     sizes = [int(x) for x in a.memory.split(",") if x]
     peaks = {}
     for n in sizes:
@@ -111,6 +119,11 @@ def main() -> None:
         print(f"  negatives step (CE-CLIP rules) on {n:>7} captions: peak RSS {peaks[n]:7.0f} MiB")
     if len(sizes) == 2:
         print(f"  memory ratio {sizes[1]}/{sizes[0]}: {peaks[sizes[1]] / peaks[sizes[0]]:.2f}x")
+    results["peak_rss_mib"] = peaks
+    if a.out:
+        from compclip.provenance import write_result
+
+        write_result(a.out, results, vars(a))
 
 
 if __name__ == "__main__":

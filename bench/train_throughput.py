@@ -3,7 +3,8 @@
 Everything is measured side by side in one run, interleaved (train step, matmul, train step, ...), and
 reported as medians, because absolute times on a shared machine are not comparable between runs.
 
-  python bench/train_throughput.py [--model compclip-tiny] [--batch 128] [--rounds 15]
+  python bench/train_throughput.py [--model compclip-tiny] [--batch 128] [--rounds 15] [--out FILE.json]
+  python bench/train_throughput.py --smoke      # seconds: the micro model, 2 rounds (make test runs it)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from compclip.losses import build_loss
 from compclip.models.factory import create
+from compclip.provenance import write_result
 from compclip.training.optim import param_groups
 
 
@@ -34,7 +36,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--matmul", type=int, default=1024, help="side of the square fp32 matmul used as peak")
     ap.add_argument("--manifest", default="data/ingest/manifest.parquet", help="also time real data loading")
+    ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
     a = ap.parse_args()
+    if a.smoke:
+        a.model, a.batch, a.rounds, a.matmul = "compclip-micro", 4, 2, 64
     torch.manual_seed(0)
 
     bundle = create(a.model)
@@ -66,14 +72,14 @@ def main() -> None:
 
     loader = None
     if Path(a.manifest).is_file():
-        from compclip.training.data import PairDataset, load_split
+        from compclip.training.data import BatchPlan, TrainingItems, collate, load_split
 
         rows = load_split(a.manifest, "train").head(a.batch * 4)
-        data = PairDataset(rows, bundle.preprocess, bundle.tokenizer)
+        data = TrainingItems(rows, bundle.preprocess, bundle.tokenizer)
+        plan = BatchPlan(a.batch)
 
         def load_batch():
-            batch = [data[i] for i in range(a.batch)]
-            torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+            collate([data["pair", i] for i in range(min(a.batch, len(rows)))], plan)
 
         loader = load_batch
 
@@ -96,6 +102,11 @@ def main() -> None:
     print(f"  FLOPs per step (fwd+bwd, FlopCounterMode): {step_flops / 1e9:.2f} GFLOP")
     print(f"  achieved: {achieved / 1e9:.1f} GFLOP/s; fp32 {a.matmul}^3 matmul: {peak / 1e9:.1f} GFLOP/s")
     print(f"  ratio achieved/matmul: {achieved / peak:.3f}")
+    if a.out:
+        results = {"step_s_median": s, "matmul_s_median": m, "step_gflop": step_flops / 1e9,
+                   "achieved_gflops": achieved / 1e9, "matmul_gflops": peak / 1e9, "ratio": achieved / peak,
+                   "load_s_median": statistics.median(t_load) if t_load else None}
+        write_result(a.out, results, vars(a))
 
 
 if __name__ == "__main__":

@@ -183,3 +183,72 @@ def test_cc3m_not_a_tar(tmp_path):
     (tmp_path / "00000.tar").write_text("plain text")
     with pytest.raises(SourceError, match="00000.tar: not a tar archive"):
         ingest([], [], [tmp_path / "00000.tar"], tmp_path / "out")
+
+
+def write_shard(path: Path, n: int, start: int = 0) -> None:
+    with tarfile.open(path, "w") as tar:  # img2dataset: keys continue across the shards of one folder
+        for i in range(start, start + n):
+            add(tar, f"{i:09d}.jpg", jpeg((10 * i, 0, 0)))
+            add(tar, f"{i:09d}.txt", f"caption {i}".encode())
+
+
+def test_cc3m_shard_cut_inside_a_member_is_counted_and_the_other_shards_kept(tmp_path):
+    shards = tmp_path / "cc3m"
+    shards.mkdir()
+    write_shard(shards / "00000.tar", 3)
+    write_shard(shards / "00001.tar", 3, start=3)
+    whole = (shards / "00001.tar").read_bytes()
+    (shards / "00001.tar").write_bytes(whole[:512 * 5 + 100])  # inside the 2nd sample's image
+    ingest([], [], [shards], tmp_path / "out", split_fractions={"val": 0.0, "test": 0.0})
+    s, q, m = summary_and_quarantine(tmp_path / "out")
+    assert len(m) == 4  # 3 of the whole shard + the cut shard's first sample
+    cut = [e for e in q if e["reason"] in ("truncated_shard", "corrupt_image")]
+    assert any(e["reason"] == "truncated_shard" and e["file"].endswith("00001.tar") for e in cut)
+
+
+def test_cc3m_shard_cut_between_members_is_reported(tmp_path):
+    shards = tmp_path / "cc3m"
+    shards.mkdir()
+    write_shard(shards / "00000.tar", 3)
+    with tarfile.open(shards / "00000.tar") as tar:
+        members = tar.getmembers()
+    end_of_sample_2 = members[4].offset  # header of the 3rd sample's image
+    (shards / "00000.tar").write_bytes((shards / "00000.tar").read_bytes()[:end_of_sample_2])
+    ingest([], [], [shards], tmp_path / "out", split_fractions={"val": 0.0, "test": 0.0})
+    s, q, m = summary_and_quarantine(tmp_path / "out")
+    assert len(m) == 2
+    assert [e["reason"] for e in q] == ["truncated_shard"] and "no end-of-archive marker" in q[0]["detail"]
+
+
+def test_cc3m_hash_in_a_folder_name_and_non_utf8_caption(tmp_path):
+    shards = tmp_path / "run#2"
+    shards.mkdir()
+    with tarfile.open(shards / "00000.tar", "w") as tar:
+        add(tar, "000000000.jpg", jpeg())
+        add(tar, "000000000.txt", b"a red square")
+        add(tar, "000000001.jpg", jpeg())
+        add(tar, "000000001.txt", b"caf\xe9 latte")  # latin-1, not UTF-8
+    ingest([], [], [shards], tmp_path / "out", split_fractions={"val": 0.0, "test": 0.0})
+    s, q, m = summary_and_quarantine(tmp_path / "out")
+    assert list(m["caption"]) == ["a red square"]
+    assert [(e["reason"], "not valid UTF-8" in e["detail"]) for e in q] == [("malformed_record", True)]
+
+
+def test_symlink_out_of_the_data_root_is_quarantined(tmp_path, coco):
+    ann, img = coco
+    (img / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    data = json.loads(ann.read_text())
+    data["images"].append({"id": 7, "file_name": "link.jpg"})
+    data["annotations"].append({"id": 30, "image_id": 7, "caption": "through a symlink"})
+    ann.write_text(json.dumps(data))
+    ingest([(ann, img, None)], [], [], tmp_path / "out", max_caption_words=64)
+    _, q, _ = summary_and_quarantine(tmp_path / "out")
+    assert {e["key"]: e["reason"] for e in q}["30"] == "path_outside_root"
+
+
+def test_quarantine_is_byte_identical_across_runs(tmp_path, coco):
+    ann, img = coco
+    for out in ("a", "b"):
+        ingest([(ann, img, None)], [], [], tmp_path / out, max_caption_words=64)
+    a, b = ((tmp_path / o / "quarantine.jsonl").read_bytes() for o in ("a", "b"))
+    assert a == b and b" at 0x" not in a

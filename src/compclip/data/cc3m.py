@@ -27,7 +27,14 @@ def shards(path: Path) -> list[Path]:
     return [path]
 
 
+TAR_ERRORS = (tarfile.TarError, EOFError, OSError)
+END_OF_ARCHIVE = 1024  # two zero blocks close every complete tar
+
+
 def read_cc3m(path: Path) -> Iterator[Candidate | Rejected]:
+    """Every sample of every shard. A shard cut short (a copy or download that stopped) keeps the samples
+    before the cut; the cut itself is one quarantine entry (truncated_shard) naming the shard, and the
+    other shards are read as usual."""
     for shard in shards(path):
         try:
             tar = tarfile.open(shard, "r:")
@@ -35,7 +42,8 @@ def read_cc3m(path: Path) -> Iterator[Candidate | Rejected]:
             raise SourceError(f"{shard}: not a tar archive ({e})") from None
         with tar:
             samples: dict[str, dict[str, tarfile.TarInfo]] = {}
-            for m in tar.getmembers():
+            members, cut = _members(tar, shard)
+            for m in members:
                 if m.isfile():
                     # webdataset convention: the key is the path up to the first dot of the file name
                     folder, _, name = m.name.rpartition("/")
@@ -43,6 +51,26 @@ def read_cc3m(path: Path) -> Iterator[Candidate | Rejected]:
                     samples.setdefault(f"{folder}/{stem}" if folder else stem, {})[ext.lower()] = m
             for key, parts in samples.items():
                 yield _sample(tar, shard, key, parts)
+            if cut:
+                yield Rejected("cc3m", str(shard), "<end of shard>", "truncated_shard", cut)
+
+
+def _members(tar: tarfile.TarFile, shard: Path) -> tuple[list[tarfile.TarInfo], str | None]:
+    """The members that could be read, and why the shard looks cut short (None if it is whole)."""
+    members = []
+    try:
+        for m in tar:
+            members.append(m)
+    except TAR_ERRORS as e:
+        return members, f"unreadable after {len(members)} members ({type(e).__name__}: {e}); samples after it are lost"
+    end = max((m.offset_data + -(-m.size // 512) * 512 for m in members), default=0)
+    size = shard.stat().st_size
+    if size < end:
+        return members, f"cut inside its last member ({size} of {end} bytes); samples after it are lost"
+    if size - end < END_OF_ARCHIVE:
+        return members, (f"no end-of-archive marker after {len(members)} members: the file was cut between "
+                         "members; samples after the cut are lost")
+    return members, None
 
 
 def _sample(tar: tarfile.TarFile, shard: Path, key: str, parts: dict[str, tarfile.TarInfo]) -> Candidate | Rejected:
@@ -51,13 +79,21 @@ def _sample(tar: tarfile.TarFile, shard: Path, key: str, parts: dict[str, tarfil
     if image_ext is None:
         return Rejected("cc3m", file, key, "missing_image", f"no image member for key {key}")
     caption: object = None
-    if "txt" in parts:
-        caption = tar.extractfile(parts["txt"]).read().decode("utf-8", errors="replace")
-    elif "json" in parts:
-        try:
+    try:
+        if "txt" in parts:
+            raw = tar.extractfile(parts["txt"]).read()
+            if len(raw) != parts["txt"].size:
+                raise EOFError("member cut short")
+            caption = raw.decode("utf-8")
+        elif "json" in parts:
             caption = json.loads(tar.extractfile(parts["json"]).read()).get("caption")
-        except (json.JSONDecodeError, AttributeError):
-            return Rejected("cc3m", file, key, "malformed_record", f"{key}.json is not a JSON object")
+    except UnicodeDecodeError as e:
+        return Rejected("cc3m", file, key, "malformed_record",
+                        f"{key}: caption is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at position {e.start})")
+    except (json.JSONDecodeError, AttributeError):
+        return Rejected("cc3m", file, key, "malformed_record", f"{key}.json is not a JSON object")
+    except TAR_ERRORS as e:
+        return Rejected("cc3m", file, key, "truncated_shard", f"{key}: {type(e).__name__}: {e}")
     if caption is None:
         return Rejected("cc3m", file, key, "malformed_record", "no .txt member and no caption in .json")
     image_path = f"{shard}#{parts[image_ext].name}"

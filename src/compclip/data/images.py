@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import threading
 from functools import lru_cache
@@ -21,20 +22,35 @@ class ImageProblem(Exception):
         self.reason, self.detail = reason, detail
 
 
+TAR_ERRORS = (tarfile.TarError, EOFError, OSError)
+
+
 class _Shard:
-    """Random access into one tar: the member index is read once, the file stays open."""
+    """Random access into one tar: the member index is read once, the file stays open. A shard cut short
+    keeps the members before the cut; reading past it is a corrupt image, not a crash."""
 
     def __init__(self, path: str):
-        self.tar = tarfile.open(path, "r:")
-        self.members = {m.name: m for m in self.tar.getmembers() if m.isfile()}
-        self.lock = threading.Lock()
+        self.path, self.members, self.lock = path, {}, threading.Lock()
+        try:
+            self.tar = tarfile.open(path, "r:")
+            for m in self.tar:
+                if m.isfile():
+                    self.members[m.name] = m
+        except TAR_ERRORS:
+            pass  # truncated: the members read so far stay usable
 
     def read(self, name: str) -> bytes:
         member = self.members.get(name)
         if member is None:
-            raise ImageProblem("missing_image", f"{name} not in shard")
+            raise ImageProblem("missing_image", f"{name} not in shard {self.path}")
         with self.lock:
-            return self.tar.extractfile(member).read()
+            try:
+                data = self.tar.extractfile(member).read()
+            except TAR_ERRORS as e:
+                raise ImageProblem("corrupt_image", f"{self.path}#{name}: {type(e).__name__}: {e}") from None
+        if len(data) != member.size:
+            raise ImageProblem("corrupt_image", f"{self.path}#{name}: shard cut short inside this member")
+        return data
 
 
 @lru_cache(maxsize=64)
@@ -44,7 +60,8 @@ def _shard(path: str) -> _Shard:
 
 def read_bytes(image_path: str) -> bytes:
     if TAR_SEP in image_path:
-        shard, member = image_path.split("#", 1)
+        at = image_path.index(TAR_SEP) + len(".tar")  # a '#' in a folder name is not the separator
+        shard, member = image_path[:at], image_path[at + 1:]
         if not Path(shard).is_file():
             raise ImageProblem("missing_image", f"shard {shard} not found")
         return _shard(shard).read(member)
@@ -62,7 +79,13 @@ def decode(data: bytes, image_path: str) -> Image.Image:
         img.load()  # full decode: a truncated JPEG only fails here
         return img.convert("RGB")
     except Exception as e:  # PIL raises several types for bad data
-        raise ImageProblem("corrupt_image", f"{image_path}: {type(e).__name__}: {e}") from None
+        raise ImageProblem("corrupt_image", f"{image_path}: {type(e).__name__}: {stable_message(e)}") from None
+
+
+def stable_message(e: Exception) -> str:
+    """The error's text without object addresses ("<_io.BytesIO object at 0x7f…>"), so two identical runs
+    write identical quarantine files."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(e))
 
 
 def open_image(image_path: str) -> Image.Image:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REASONS = (
     "missing_image", "corrupt_image", "empty_caption", "caption_too_long", "malformed_record",
-    "path_outside_root", "duplicate", "image_in_two_splits",
+    "path_outside_root", "duplicate", "image_in_two_splits", "truncated_shard",
 )
 
 

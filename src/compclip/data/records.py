@@ -49,11 +49,12 @@ def expect(obj, kind: type, path: Path, what: str):
 
 
 def join_under(root: Path, relative: str) -> str | None:
-    """root/relative as a string, or None when it would leave root (absolute paths, '..')."""
+    """root/relative as a string, or None when it would leave root: absolute paths, '..', and symlinks
+    (of the file or of a folder on the way) that point outside root. The check is on resolved paths."""
     if os.path.isabs(relative):
         return None
     joined = os.path.normpath(os.path.join(root, relative))
-    base = os.path.normpath(root)
-    if os.path.commonpath([os.path.abspath(joined), os.path.abspath(base)]) != os.path.abspath(base):
+    base = os.path.realpath(root)
+    if os.path.commonpath([os.path.realpath(joined), base]) != base:
         return None
     return joined

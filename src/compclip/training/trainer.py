@@ -277,7 +277,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
         summary = None
         if d.main:
             summary = _finish(trainer, run, out_dir, bundle.name, method, len(rows), steps,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, f"{device}" + (f" x{d.world_size}" if d.world_size > 1 else ""))
     distributed.barrier(d)
     distributed.shutdown(d)
     return summary
@@ -309,12 +309,12 @@ def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distribute
 
 
 def _finish(trainer: Trainer, run: tracking.NullRun, out_dir: Path, model_name: str, method: str, pairs: int,
-            steps: int, seconds: float) -> dict:
+            steps: int, seconds: float, device: str) -> dict:
     model_path = out_dir / "model.pt"
     save_checkpoint(model_path, {"model_name": model_name, "model": trainer.model.state_dict(),
                                  "fingerprint": trainer.fingerprint, "step": trainer.step})
     summary = {"run_id": trainer.run_id, "method": method, "model": str(model_path), "model_name": model_name,
-               "steps": steps, "train_pairs": pairs, **trainer.loss_fn.metrics()}
+               "steps": steps, "train_pairs": pairs, "device": device, **trainer.loss_fn.metrics()}
     run.log_metrics({"train_seconds_last_session": seconds})
     run.log_artifact(model_path, artifact_path="checkpoint")
     trainer.model.eval()

@@ -1,0 +1,31 @@
+"""Every bench script runs (its --smoke mode, tiny sizes) and writes its results with their provenance, so
+a benchmark cannot break unnoticed. The numbers are not checked: speed belongs in bench/, not in tests."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPTS = ["train_throughput.py", "method_step_time.py", "negatives_throughput.py", "gpu_check.py", "sweep.py"]
+
+
+def test_every_bench_script_is_covered():
+    assert sorted(p.name for p in (REPO / "bench").glob("*.py")) == sorted(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s != "sweep.py"])  # sweep: test_dvc_repro runs it
+def test_bench_script_smoke(script, tmp_path):
+    out = tmp_path / "result.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke", "--out", str(out)], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    record = json.loads(out.read_text())
+    prov = record["provenance"]
+    for key in ("commit", "torch", "device", "params", "command", "time_utc"):
+        assert key in prov, key
+    assert prov["params"]["smoke"] is True and record["results"]
