@@ -49,6 +49,36 @@ def _report(a: argparse.Namespace) -> None:
     print(sugarcrepe_table(results))
 
 
+def _device(text: str) -> str:
+    from compclip.config import DEVICE
+
+    if not DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, mps, cuda or cuda:N")
+    return text
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1)")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compclip", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -59,10 +89,10 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--vg-dir", action="append", default=[], help="Visual Genome folder (repeatable)")
     ing.add_argument("--cc3m", action="append", default=[], help="folder of img2dataset .tar shards, or one shard")
     ing.add_argument("--out", required=True)
-    ing.add_argument("--max-caption-words", type=int, default=64)
+    ing.add_argument("--max-caption-words", type=_at_least(1), default=64)
     ing.add_argument("--no-verify-images", action="store_true", help="check existence only, do not decode")
-    ing.add_argument("--val-fraction", type=float, default=0.05, help="for sources without splits")
-    ing.add_argument("--test-fraction", type=float, default=0.0, help="for sources without splits")
+    ing.add_argument("--val-fraction", type=_fraction, default=0.05, help="for sources without splits")
+    ing.add_argument("--test-fraction", type=_fraction, default=0.0, help="for sources without splits")
     ing.set_defaults(fn=_ingest)
 
     neg = sub.add_parser("negatives", help="hard negatives for every caption of a manifest")
@@ -84,9 +114,9 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--images", required=True, help="folder the items' filenames are relative to")
     sc.add_argument("--model", required=True, help="checkpoint path | NAME:PRETRAINED | models:/name@alias")
     sc.add_argument("--out", required=True, help="results JSON")
-    sc.add_argument("--device", default="auto")
-    sc.add_argument("--batch-size", type=int, default=256)
-    sc.add_argument("--bootstrap-samples", type=int, default=1000)
+    sc.add_argument("--device", default="auto", type=_device)
+    sc.add_argument("--batch-size", type=_at_least(1), default=256)
+    sc.add_argument("--bootstrap-samples", type=_at_least(10), default=1000)
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(fn=_evaluate_sugarcrepe)
 

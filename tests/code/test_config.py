@@ -73,3 +73,50 @@ def test_unknown_training_negative_rule_and_benchmark_positive_rule(tmp_path):
         load_params(path)
     assert "loss.negative_rules" in str(e.value) and "swap_verbs" in str(e.value)
     assert "benchmarks.positive_rules" in str(e.value) and "converse" in str(e.value)
+
+
+@pytest.mark.parametrize("section,key,value,match", [
+    ("train", "beta1", 1.5, "train.beta1"),
+    ("train", "beta2", -0.1, "train.beta2"),
+    ("train", "eps", 0, "train.eps"),
+    ("train", "device", "cdua", "expected auto, cpu, mps, cuda or cuda:N"),
+    ("evaluate", "recall_at", [0, 5], "evaluate.recall_at.0"),
+    ("evaluate", "recall_at", [], "evaluate.recall_at"),
+])
+def test_out_of_range_settings_are_refused(tmp_path, section, key, value, match):
+    path = write(tmp_path, lambda r: r[section].update({key: value}))
+    with pytest.raises(ConfigError, match=match):
+        load_params(path)
+
+
+def test_negative_loss_weight_is_refused(tmp_path):
+    path = write(tmp_path, lambda r: r["methods"].update(bad={"clip": -1.0}))
+    with pytest.raises(ConfigError, match="methods.bad.clip"):
+        load_params(path)
+
+
+def test_duplicate_key_is_refused_with_its_line(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace("seed: 42\n", "seed: 42\nseed: 7\n")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="duplicate key 'seed'"):
+        load_params(path)
+
+
+def test_missing_section_is_named_without_dumping_the_params(tmp_path):
+    path = write(tmp_path, lambda r: r.pop("train"))
+    with pytest.raises(ConfigError) as e:
+        load_params(path)
+    assert "train: missing (required)" in str(e.value) and "synth" not in str(e.value)
+
+
+def test_config_imports_no_implementation_module():
+    import subprocess
+    import sys
+
+    # loading and validating params.yaml (rule names, relations, loss terms) imports nothing else of compclip
+    code = ("import sys, compclip.config as c; c.load_params('params.yaml'); bad = [m for m in sys.modules "
+            "if m.startswith('compclip.') and m not in ('compclip.config', 'compclip.names', 'compclip.errors')]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -97,6 +97,22 @@ def test_ce_clip_cmr_and_threshold_over_two_steps():
     assert loss.thresholds.tolist() == [0.0, 0.0]
 
 
+def test_ce_clip_unmasked_is_the_released_code_everywhere():
+    """mask_invalid: false keeps placeholders in CMR and the thresholds too, not only in the ITC."""
+    loss = ce(mask_invalid=False)
+    scale = T(SCALE, dtype=torch.float64)
+    g = [s(IMG[i], TXT[i]) for i in range(2)]
+    d = [[s(IMG[i], NEG[i, k]) for k in range(2)] for i in range(2)]  # the placeholder (1, 1) counts
+    cmr = loss(IMG, TXT, scale, NEG, MASK)["cmr_loss"].item()
+    assert cmr == pytest.approx(sum(max(0.0, d[i][k] - g[i]) for i in range(2) for k in range(2)) / 4, abs=1e-12)
+    loss.end_step()
+    th = [min(max(sum(g) / 2 - (d[0][k] + d[1][k]) / 2, 0.0), 10.0) for k in range(2)]
+    assert loss.thresholds.tolist() == pytest.approx(th, abs=1e-12)
+    imc = ce(mask_invalid=False, imc_negatives="own")(IMG, TXT, scale, NEG, MASK)["imc_loss"].item()
+    assert imc == pytest.approx(sum(nll(g[i], [s(TXT[i], NEG[i, k]) for k in range(2)]) for i in range(2)) / 2,
+                                abs=1e-12)
+
+
 def test_ce_clip_threshold_is_clamped_and_fixed_mode_stays():
     loss = ce(upper_bound=0.05)
     loss(IMG, TXT, T(SCALE, dtype=torch.float64), NEG, MASK)
@@ -241,3 +257,42 @@ def test_gradcheck(term, variant):
     args = [torch.randn(*shape, dtype=torch.float64, requires_grad=True)
             for shape in ((b, d), (b, d), (b, k, d), (b, d), (m, n, d), (m, n, d))]
     assert torch.autograd.gradcheck(f, args)
+
+
+def test_skipping_placeholder_encodings_changes_nothing():
+    """The step does not encode '###' negatives/positives when every term masks them: same loss, same
+    gradient as encoding them."""
+    from compclip.models.factory import create
+    from compclip.training.step import forward_backward
+
+    torch.manual_seed(0)
+    model = create("compclip-micro").model
+    b, k, ctx = 4, 3, model.context_length
+    g = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(b, 3, 16, 16, generator=g), "text": torch.randint(1, 400, (b, ctx), generator=g),
+             "neg_text": torch.randint(1, 400, (b, k, ctx), generator=g),
+             "neg_mask": T([[True, False, True], [False, False, True], [True, True, True], [True, False, False]]),
+             "pos_text": torch.randint(1, 400, (b, ctx), generator=g), "pos_mask": T([True, False, True, False])}
+    loss = build_loss({"ce_clip": 1.0, "hard_positive": 0.5}, LossConfig(negative_rules=["swap_nouns", "replace_adj",
+                                                                                          "replace_noun"]))
+    assert loss.skips_invalid
+    results = []
+    for skip in (False, True):
+        model.zero_grad()
+        terms = forward_backward(model, loss, batch, skip_invalid=skip)
+        results.append((sum(terms.values()).item(), [q.grad.clone() for q in model.parameters() if q.grad is not None]))
+        loss.end_step()
+        loss.begin_epoch()
+    (l0, g0), (l1, g1) = results
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    for a, c in zip(g0, g1):
+        torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-6)
+    unmasked = build_loss({"ce_clip": 1.0}, LossConfig(negative_rules=["swap_nouns"], mask_invalid=False))
+    assert not unmasked.skips_invalid  # the released code reads placeholders: they must be encoded
+
+
+def test_combined_says_it_counts_the_contrastive_loss_twice(caplog):
+    loss = build_loss({"ce_clip": 1.0, "hard_positive": 0.5, "clear_glass": 0.5}, LossConfig())
+    assert loss.contrastive_weight == 1.5
+    assert "counted 2 times" in caplog.text
+    assert build_loss({"negclip": 1.0}).contrastive_weight == 1.0

@@ -82,8 +82,11 @@ def test_openai_rewriter_against_local_server(monkeypatch):
     try:
         monkeypatch.setenv("TEST_LLM_KEY", "secret")
         rw = OpenAIChatRewriter(f"http://127.0.0.1:{server.server_port}/v1", "tiny", "TEST_LLM_KEY", concurrency=2)
-        assert rw.rewrite(["a cat and a dog", "a broken caption and more"], "swap") == ["a dog and a cat", None]
-        assert rw.rewrite(["a large dog", "a cat"], "replace") == ["a big dog", None]  # unchanged -> None
+        swapped = rw.rewrite(["a cat and a dog", "a broken caption and more"], "swap")
+        assert swapped[0] == ("a dog and a cat", None, "")
+        assert swapped[1].text is None and swapped[1].failure == "llm_request_failed" and "500" in swapped[1].detail
+        replaced = rw.rewrite(["a large dog", "a cat"], "replace")
+        assert [r[:2] for r in replaced] == [("a big dog", None), (None, "llm_same_as_caption")]
         path, auth, body = ChatHandler.seen[0]
         assert path == "/v1/chat/completions" and auth == "Bearer secret"
         assert body["model"] == "tiny" and body["messages"][0]["role"] == "system"

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from compclip.cli import main
 
 
@@ -29,3 +31,12 @@ def test_cli_ingest_errors_are_one_line(tmp_path, capsys):
     assert f"{bad}: not valid JSON" in err and "Traceback" not in err
     assert main(["ingest", "--out", str(tmp_path / "o"), "--coco-captions", str(bad)]) == 1
     assert "one --coco-images for each --coco-captions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch-size", "0"], "0 is below 1"), (["--bootstrap-samples", "many"], "'many' is not a whole number"),
+    (["--device", "gpu0"], "expected auto, cpu, mps, cuda or cuda:N")])
+def test_evaluate_numeric_options_are_validated(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "sugarcrepe", "--data", "d", "--images", "i", "--model", "m", "--out", "o", *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -32,3 +32,26 @@ def test_positives_table(world, tmp_path):
     assert sum(c["candidates"] for c in by_rule.values()) == \
         sum(c.get("kept", 0) for c in by_rule.values()) + len(rejected)  # every candidate accounted for
     assert summary["coverage"] > 0.3
+
+
+def test_rewriter_failures_are_counted_and_kept(world, tmp_path, monkeypatch):
+    """An LLM that fails or answers nothing leaves a counted, reasoned row per caption, never a silent gap."""
+    import compclip.text.positives_table as table
+    from compclip.text.rewriters import Rewrite
+
+    class Flaky:
+        name = "llm_openai"
+
+        def rewrite(self, captions, task):
+            return [Rewrite(None, "llm_request_failed", "URLError: refused") if i % 2 else Rewrite(None, "llm_empty_answer")
+                    for i, _ in enumerate(captions)]
+
+    monkeypatch.setattr(table, "_rewriter", lambda cfg: Flaky())
+    p, manifest = world
+    cfg = p.positives.model_copy(update={"out_dir": tmp_path / "pos", "caption_fraction": 0.1})
+    summary = build_positives(manifest, None, cfg, p.seed)
+    replace = summary["by_rule"]["llm_openai_replace"]
+    assert replace["requests"] == replace["llm_request_failed"] + replace["llm_empty_answer"] > 0
+    rejected = [json.loads(l) for l in (tmp_path / "pos/positives_rejected.jsonl").read_text().splitlines()]
+    failed = [r for r in rejected if r["rule"] == "llm_openai_replace"]
+    assert len(failed) == replace["requests"] and {r["reason"] for r in failed} == {"llm_request_failed", "llm_empty_answer"}

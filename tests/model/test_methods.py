@@ -2,6 +2,7 @@
 CE-CLIP resumes after a crash to the same weights and thresholds, accumulation and 2-process DDP give
 the one-process full-batch gradient."""
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -39,7 +40,34 @@ def test_method_trains_and_logs_every_term(generated, tmp_path, method):
     for term in EXPECTED_TERMS[method]:
         history = mlflow.MlflowClient().get_metric_history(summary["run_id"], term)
         assert [m.step for m in history] == list(range(1, summary["steps"] + 1)), term
+        assert all(math.isfinite(m.value) for m in history), term
+    # it learns: the method's main term falls from its first steps to its last (a loss that never falls, or
+    # a method that silently trains nothing, fails here)
+    main = [m.value for m in sorted(mlflow.MlflowClient().get_metric_history(summary["run_id"],
+                                                                             EXPECTED_TERMS[method][0]),
+                                    key=lambda m: m.step)]
+    assert sum(main[-3:]) / 3 < 0.9 * sum(main[:3]) / 3, main
     assert Path(summary["model"]).is_file()
+
+
+def test_a_non_finite_loss_stops_the_run_failed_with_the_step(generated, tmp_path, monkeypatch):
+    import compclip.training.trainer as trainer_module
+
+    base, _ = generated
+    p = run_params(base, tmp_path, epochs=1)
+    real = trainer_module.forward_backward
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return {**terms, "negclip/contrastive_loss": torch.tensor(float("nan"))}
+
+    monkeypatch.setattr(trainer_module, "forward_backward", poisoned)
+    with pytest.raises(FloatingPointError, match="step 1: loss is nan"):
+        train(p, "negclip")
+    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[p.mlflow.experiment], filter_string="tags.mlflow.runName = 'train-negclip'",
+                              order_by=["start_time DESC"])
+    assert runs.iloc[0]["status"] == "FAILED"
 
 
 def test_ce_clip_resume_after_crash_gives_same_weights_and_thresholds(generated, tmp_path):
@@ -102,6 +130,32 @@ def test_accumulation_gives_the_full_batch_gradient():
         torch.testing.assert_close(acc[n], full[n], atol=1e-9, rtol=1e-7, msg=n)
 
 
+def test_default_model_has_batchnorm_and_accumulation_or_cpu_ddp_are_refused(generated, tmp_path):
+    """The default tower (compclip-tiny-rn, a ResNet) normalises by batch statistics, so micro-batches would
+    not give the full batch's gradient: the trainer refuses, naming the layer, instead of training wrong."""
+    from compclip.config import load_params
+    from compclip.errors import UserError
+    from compclip.models.factory import batchnorm_layers
+    from compclip.training.trainer import check_batchnorm
+    from tests.conftest import REPO
+
+    default = load_params(REPO / "params.yaml").model.name
+    model = create(default).model
+    assert batchnorm_layers(model)
+    with pytest.raises(UserError, match="accum_steps=2: the model has BatchNorm"):
+        check_batchnorm(model, accum_steps=2, world_size=1, device=torch.device("cpu"))
+    with pytest.raises(UserError, match="2 processes on cpu: the model has BatchNorm"):
+        check_batchnorm(model, accum_steps=1, world_size=2, device=torch.device("cpu"))
+    assert check_batchnorm(model, accum_steps=1, world_size=1, device=torch.device("cpu")) is model
+    base, _ = generated  # and through the trainer, with the default model
+    p = run_params(base, tmp_path, epochs=1, accum_steps=2)
+    p = p.model_copy(update={"model": p.model.model_copy(update={"name": default})})
+    with pytest.raises(UserError, match="BatchNorm"):
+        train(p, "clip")
+    # a ViT tower has none: accumulation is allowed there (and exact, test above)
+    assert not batchnorm_layers(create("compclip-micro").model)
+
+
 def _ddp_worker(rank: int, world: int, port: int, out: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
@@ -139,6 +193,9 @@ def test_init_from_and_max_steps(generated, tmp_path):
     first = train(run_params(base, tmp_path / "a", epochs=1), "clip")
     summary = train(run_params(base, tmp_path / "b", epochs=1, max_steps=4, init_from=Path(first["model"])), "negclip")
     assert summary["steps"] == 4
+    # max_steps is not capped by epochs: more than one epoch's steps with epochs: 1
+    longer = first["steps"] + 3
+    assert train(run_params(base, tmp_path / "e", epochs=1, max_steps=longer), "clip")["steps"] == longer
     # with a vanishing learning rate the fine-tuned weights are the ones it started from
     still = train(run_params(base, tmp_path / "c", epochs=1, max_steps=1, lr=1e-12, init_from=Path(first["model"])),
                   "clip")

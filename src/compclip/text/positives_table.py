@@ -76,9 +76,11 @@ def _rewriter(cfg: PositivesConfig):
     return None
 
 
-def candidates(captions: list[str], nlp, seed: int, rules: list[str], rewriter) -> list[tuple[str, str, str]]:
-    """(caption, positive, rule) for every rule that rewrites the caption."""
-    out = []
+def candidates(captions: list[str], nlp, seed: int, rules: list[str], rewriter
+               ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str]]]:
+    """(caption, positive, rule) for every rule that rewrites the caption; and the rewriter's failures as
+    (caption, rule, reason, detail): failed requests and empty answers are counted, not dropped."""
+    out, failures = [], []
     for caption, doc in zip(captions, nlp.pipe(captions, batch_size=256)):
         toks = tokens(doc)
         for rule in rules:
@@ -89,10 +91,12 @@ def candidates(captions: list[str], nlp, seed: int, rules: list[str], rewriter) 
     if rewriter is not None:
         swappable = [c for c in captions if " and " in f" {c.lower()} "]
         for task, subset in (("swap", swappable), ("replace", captions)):
-            for caption, text in zip(subset, rewriter.rewrite(subset, task)):
-                if text:
-                    out.append((caption, text, f"{rewriter.name}_{task}"))
-    return out
+            for caption, answer in zip(subset, rewriter.rewrite(subset, task)):
+                if answer.text:
+                    out.append((caption, answer.text, f"{rewriter.name}_{task}"))
+                else:
+                    failures.append((caption, f"{rewriter.name}_{task}", answer.failure, answer.detail))
+    return out, failures
 
 
 def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig, seed: int) -> dict:
@@ -114,7 +118,12 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
             ids = [batch.column("sample_id")[i].as_py() for i in keep]
             caps = [batch.column("caption")[i].as_py() for i in keep]
             unique = list(dict.fromkeys(caps))
-            cands = candidates(unique, nlp, seed, cfg.rules, rewriter)
+            cands, failures = candidates(unique, nlp, seed, cfg.rules, rewriter)
+            for caption, rule, reason, detail in failures:
+                stats[rule]["requests"] += 1
+                stats[rule][reason] += 1
+                rejected.write(json.dumps({"caption": caption, "positive": None, "rule": rule, "reason": reason,
+                                           "detail": detail}) + "\n")
             sims = cosine([c for c, _, _ in cands], [p for _, p, _ in cands])
             kept: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
             for (caption, text, rule), sim in zip(cands, sims):

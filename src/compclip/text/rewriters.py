@@ -1,4 +1,6 @@
-"""LLM rewriters for hard positives, behind one interface: rewrite(captions, task) -> list[str | None].
+"""LLM rewriters for hard positives, behind one interface: rewrite(captions, task) -> list[Rewrite]; a
+Rewrite is the text, or None with the reason there is none (a failed request, an empty answer, the caption
+unchanged), so every failure is counted and kept, never dropped silently.
 
 - OpenAIChatRewriter: any OpenAI-compatible /chat/completions endpoint; the key comes from an
   environment variable, never from params. Requests run concurrently (bounded).
@@ -13,8 +15,16 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from compclip.errors import UserError
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+from compclip.errors import UserError
+
+
+class Rewrite(NamedTuple):
+    text: str | None
+    failure: str | None = None  # llm_request_failed, llm_empty_answer, llm_same_as_caption
+    detail: str = ""
 
 SYSTEM = "You rewrite image captions. Reply with the rewritten caption only, on one line."
 SWAP_EXAMPLES = [
@@ -38,12 +48,16 @@ def prompt(caption: str, task: str) -> str:
     raise UserError(f"unknown rewrite task {task!r}; known: {TASKS}")
 
 
-def _clean(text: str | None, caption: str) -> str | None:
-    if not text:
-        return None
-    line = text.strip().splitlines()[0].strip().strip('"').strip()
-    line = line.removeprefix("Rewrite:").strip()
-    return line if line and line.lower() != caption.lower() else None
+def _clean(answer: Rewrite, caption: str) -> Rewrite:
+    if answer.failure:
+        return answer
+    lines = (answer.text or "").strip().splitlines()
+    line = lines[0].strip().strip('"').strip().removeprefix("Rewrite:").strip() if lines else ""
+    if not line:
+        return Rewrite(None, "llm_empty_answer")
+    if line.lower() == caption.lower():
+        return Rewrite(None, "llm_same_as_caption")
+    return Rewrite(line)
 
 
 class OpenAIChatRewriter:
@@ -55,7 +69,7 @@ class OpenAIChatRewriter:
         self.model, self.concurrency, self.timeout, self.max_tokens = model, concurrency, timeout, max_tokens
         self.key = os.environ.get(api_key_env, "")
 
-    def _complete(self, user: str) -> str | None:
+    def _complete(self, user: str) -> Rewrite:
         body = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
                 "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]}
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
@@ -64,15 +78,15 @@ class OpenAIChatRewriter:
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 data = json.loads(resp.read())
-            return data["choices"][0]["message"]["content"]
-        except (OSError, KeyError, IndexError, ValueError):
-            return None  # counted as "no answer" by the caller, never a crash
+            return Rewrite(data["choices"][0]["message"]["content"])
+        except (OSError, KeyError, IndexError, TypeError, ValueError) as e:  # counted by the caller, never a crash
+            return Rewrite(None, "llm_request_failed", f"{type(e).__name__}: {e}")
 
-    def complete_many(self, prompts: list[str]) -> list[str | None]:
+    def complete_many(self, prompts: list[str]) -> list[Rewrite]:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self._complete, prompts))
 
-    def rewrite(self, captions: list[str], task: str) -> list[str | None]:
+    def rewrite(self, captions: list[str], task: str) -> list[Rewrite]:
         answers = self.complete_many([prompt(c, task) for c in captions])
         return [_clean(a, c) for a, c in zip(answers, captions)]
 
@@ -93,8 +107,8 @@ class TransformersRewriter:
         self.causal = not encoder_decoder
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
 
-    def rewrite(self, captions: list[str], task: str) -> list[str | None]:
+    def rewrite(self, captions: list[str], task: str) -> list[Rewrite]:
         prompts = [prompt(c, task) for c in captions]
         kw = {"return_full_text": False} if self.causal else {}
         outs = self.pipe(prompts, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, do_sample=False, **kw)
-        return [_clean(o[0]["generated_text"], c) for o, c in zip(outs, captions)]
+        return [_clean(Rewrite(o[0]["generated_text"]), c) for o, c in zip(outs, captions)]
