@@ -24,7 +24,8 @@ demo: setup
 	cat reports/compare/compare.md
 	@echo
 	@echo "MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db  (then http://127.0.0.1:5000)"
-	@echo "Reports:    reports/compare/{compare.md,compare.png}   reports/<method>/metrics.json   data/ingest/summary.json   dvc metrics show"
+	@echo "Reports:    reports/compare/{compare.md,compare.png}   reports/evaluate/<method>/metrics.json   data/ingest/summary.json   dvc metrics show"
+	@echo "Record:     .venv/bin/python bench/sweep.py --no-run --out bench/results/demo_cpu.json  (the table above, with its provenance)"
 
 test: setup
 	$(VENV)/bin/pytest -q
@@ -32,10 +33,11 @@ test: setup
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
+# Each writes its results with their provenance (commit, versions, device, params) to bench/results/.
 bench: setup
-	$(PY) bench/train_throughput.py --model compclip-tiny-rn
-	$(PY) bench/negatives_throughput.py
-	$(PY) bench/method_step_time.py
+	$(PY) bench/train_throughput.py --model compclip-tiny-rn --out bench/results/train_throughput_cpu.json
+	$(PY) bench/negatives_throughput.py --out bench/results/negatives_throughput_cpu.json
+	$(PY) bench/method_step_time.py --out bench/results/method_step_time_cpu.json
 
 clean:
 	rm -rf data models reports mlflow/mlflow.db mlflow/artifacts

@@ -81,7 +81,8 @@ class Strict(BaseModel):
     if _trace is not None:  # only then: attribute access stays plain Python otherwise
         def __getattribute__(self, name):
             value = super().__getattribute__(name)
-            if name in type(self).model_fields:
+            # a sub-section is not read by being reached: its fields record themselves when read
+            if name in type(self).model_fields and not isinstance(value, BaseModel):
                 field = type(self).model_fields[name]
                 _trace.record(self, field.alias or name)
             return value

@@ -54,15 +54,16 @@ def dvc(cwd: Path, *args: str, env: dict | None = None) -> str:
     return out.stdout
 
 
-# foreach stages share one params list: `loss` whole, though a method reads only its terms' sections
-OVER_DECLARED = {"train": {"loss"}}
+# foreach stages share one params list: a method reads only its own terms' part of `loss` and only the tables
+# its terms need, but DVC cannot give each method its own list
+OVER_DECLARED = {"train": {"loss", "negatives.out_dir", "positives.out_dir", "concepts.out_dir"}}
 
 
 def declared_params(repo: Path) -> dict[str, list[str]]:
     from dvc.repo import Repo
 
     with Repo(str(repo)) as r:
-        return {st.addressing: [k for d in st.deps if type(d).__name__ == "ParamsDependency" for k in d.params]
+        return {st.name: [k for d in st.deps if type(d).__name__ == "ParamsDependency" for k in d.params]
                 for st in r.index.stages}
 
 

@@ -56,6 +56,9 @@ def test_resume_after_crash_gives_identical_weights(world, uninterrupted, tmp_pa
     first_run = load_checkpoint(ckpt)["run_id"]
     assert load_checkpoint(ckpt)["step"] < crash_at
     assert run_status(p, first_run) == "KILLED"  # never left RUNNING
+    # the per-step metrics buffered before the interruption reached the store (logged every 25 steps otherwise)
+    logged = [m.step for m in mlflow.MlflowClient().get_metric_history(first_run, "loss")]
+    assert logged == list(range(1, crash_at + 1))
 
     resumed = train(p, "clip")
     assert resumed["run_id"] == first_run and run_status(p, first_run) == "FINISHED"
@@ -79,3 +82,18 @@ def test_changed_params_do_not_resume(world, uninterrupted, tmp_path):
     summary = train(p, "clip")
     assert summary["run_id"] != ref["run_id"]  # a fresh run, not a continuation
     assert json.loads((out / "summary.json").read_text())["steps"] == ref["steps"] // 2
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(world, uninterrupted, tmp_path):
+    base, manifest = world
+    p_ref, ref = uninterrupted
+    p = run_params(base, tmp_path)
+    crash_at = ref["steps"] // 2 + 6  # two checkpoints on disk (every 5 steps)
+    with pytest.raises(KeyboardInterrupt):
+        train(p, "clip", stop_after_steps=crash_at)
+    ckpts = sorted((Path(p.train.out_dir) / "clip" / "checkpoints").glob("step_*.pt"))
+    assert len(ckpts) == 2
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])  # damaged after it was written
+    resumed = train(p, "clip")
+    assert resumed["steps"] == ref["steps"]
+    assert same(weights(Path(p.train.out_dir) / "clip" / "model.pt"), weights(Path(p_ref.train.out_dir) / "clip" / "model.pt"))
