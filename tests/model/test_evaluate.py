@@ -112,3 +112,42 @@ def test_a_pickled_mlflow_model_is_refused_not_run(trained, tmp_path):
     with pytest.raises(UserError, match="pickled models are refused"):
         load_model(f"runs:/{run.info.run_id}/model")
     assert not marker.exists()
+
+
+def test_missing_and_corrupt_images_are_counted_skips_not_a_crash(trained, tmp_path):
+    import shutil
+
+    p, _, summary = trained
+    data, images = tmp_path / "sc", tmp_path / "img"
+    shutil.copytree(p.evaluate.sugarcrepe.data, data)
+    shutil.copytree(p.evaluate.sugarcrepe.images, images)
+    items = json.loads((data / "swap_att.json").read_text())
+    gone, bad = items["0"]["filename"], items["1"]["filename"]
+    (images / gone).unlink()
+    (images / bad).write_bytes(b"\xff\xd8\xff not a jpeg")
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "sugarcrepe", "--data", str(data), "--images", str(images), "--model", summary["model"],
+               "--out", str(out), "--bootstrap-samples", "100"])
+    assert rc == 0
+    r = json.loads(out.read_text())["sugarcrepe"]["swap_att"]
+    uses = sum(it["filename"] in (gone, bad) for it in items.values())
+    assert r["n"] == len(items) - uses and r["skipped"] == {
+        "corrupt_image": sum(it["filename"] == bad for it in items.values()),
+        "missing_image": sum(it["filename"] == gone for it in items.values())}
+
+
+def test_stage_errors_one_line_for_the_user_a_traceback_for_bugs(capsys):
+    from stages import run
+
+    def user_problem():
+        raise UserError("params.yaml: train.lr must be > 0")
+
+    with pytest.raises(SystemExit) as e:
+        run(user_problem)
+    assert e.value.code == 1 and capsys.readouterr().err.strip() == "error: params.yaml: train.lr must be > 0"
+
+    def bug():
+        raise ValueError("shapes (3,) and (4,) not aligned")
+
+    with pytest.raises(ValueError, match="not aligned"):  # not swallowed into one line: its traceback stays
+        run(bug)

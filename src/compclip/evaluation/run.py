@@ -25,7 +25,8 @@ def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "aut
     cache = cache or EmbeddingCache(load_model(model, dev), dev, batch_size)
     per_file = score_sugarcrepe(cache, read_sugarcrepe(data, images), bootstrap_samples, confidence, seed,
                                 read_held_out(data, images))
-    return {"model": model, "sugarcrepe": per_file, "sugarcrepe_groups": group_means(per_file)}
+    return {"model": model, "sugarcrepe": per_file, "sugarcrepe_groups": group_means(per_file),
+            "skipped_images": dict(sorted(Counter(cache.failed.values()).items()))}
 
 
 def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, device: str = "auto",
