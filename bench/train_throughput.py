@@ -72,7 +72,8 @@ def main() -> None:
 
     loader = None
     if Path(a.manifest).is_file():
-        from compclip.training.data import BatchPlan, TrainingItems, collate, load_split
+        from compclip.data.manifest import load_split
+        from compclip.training.data import BatchPlan, TrainingItems, collate
 
         rows = load_split(a.manifest, "train").head(a.batch * 4)
         data = TrainingItems(rows, bundle.preprocess, bundle.tokenizer)

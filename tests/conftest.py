@@ -16,6 +16,13 @@ from compclip.config import load_params  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; a later test's subprocesses would inherit it."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 def tiny_params(tmp: Path, **train_overrides):
     """The repo's params.yaml shrunk to seconds of work, with every output under tmp."""
     p = load_params(REPO / "params.yaml")

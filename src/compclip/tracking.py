@@ -23,6 +23,9 @@ import torch
 from compclip.config import MlflowConfig
 
 OFF_VALUES = {"0", "false", "off", "no"}
+# The user's override, read once: mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI into this process's
+# environment, so reading it later would send a second store's runs to the first one.
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def enabled(cfg: MlflowConfig) -> bool:
@@ -37,7 +40,7 @@ def configure(cfg: MlflowConfig) -> str:
     import mlflow
     from filelock import FileLock
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    uri = USER_TRACKING_URI or cfg.tracking_uri
     artifact_location = None
     lock = None
     if uri.startswith("sqlite:///"):

@@ -1,7 +1,6 @@
 """MLflow tracking as real processes: a fresh sqlite store opened by two processes at once (two trainings,
 `dvc exp run -j 2`) works for both; tracking switched off needs no MLflow store at all."""
 
-import json
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ print(r.run_id)
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_processes_create_a_fresh_store_at_once(tmp_path, attempt):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, uri, str(tmp_path / "art"), str(i)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -39,7 +38,8 @@ def test_two_processes_create_a_fresh_store_at_once(tmp_path, attempt):
 
 
 def test_tracking_off_touches_no_store(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COMPCLIP_MLFLOW": "0"}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO),
+                                                                                   "COMPCLIP_MLFLOW": "0"}
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = subprocess.run([sys.executable, "-c", SCRIPT, uri, str(tmp_path / "art"), "0"], env=env,
                          capture_output=True, text=True, timeout=300)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from compclip.errors import UserError
 from compclip.evaluation.report import sugarcrepe_table
 from compclip.evaluation.sugarcrepe import FILES
-from compclip.errors import UserError
 
 
 def rows(results: dict[str, dict]) -> list[dict]:

@@ -97,12 +97,14 @@ class LLMInferrer:
         self.client = client  # compclip.text.rewriters.OpenAIChatRewriter
 
     def infer(self, captions: list[str]) -> list[Chain | None]:
+        """A chain per caption; None for a failed request or an answer that is not four levels (the caller
+        keeps those captions in unassigned.jsonl)."""
         answers = self.client.complete_many([
             "Name the main object of this caption at four levels of abstraction, from the most specific "
             "(with its attributes) to the most general, separated by ' => ' and nothing else.\n"
             f"Caption: {c}\nLevels:" for c in captions])
         out = []
         for a in answers:
-            parts = [p.strip().lower() for p in (a or "").split("=>")]
+            parts = [p.strip().lower() for p in (a.text or "").split("=>")]
             out.append(tuple(parts) if len(parts) == 4 and all(parts) else None)
         return out

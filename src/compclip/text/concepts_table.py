@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from compclip.config import ConceptsConfig
+from compclip.errors import UserError
 from compclip.hashing import stable_unit
 from compclip.text.concepts import LEVELS, LLMInferrer, RuleInferrer
 from compclip.text.nlp import load_spacy
-from compclip.errors import UserError
 
 
 def _inferrer(cfg: ConceptsConfig):

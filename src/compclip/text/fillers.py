@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from compclip.errors import UserError
 from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
+
+from compclip.errors import UserError
 
 MASK = "<mask>"
 

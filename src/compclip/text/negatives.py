@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from compclip.names import CE_CLIP_RULES, NEGATIVE_RULES, PLACEHOLDER, SCENE_GRAPH_RULES
+from compclip.names import CE_CLIP_RULES, NEGATIVE_RULES, PLACEHOLDER
 from compclip.text.fillers import MASK, Filler, FillRequest
 from compclip.text.nlp import SPATIAL_NOUNS, Token, join, tokens
 from compclip.errors import UserError

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from compclip.config import NegativesConfig
 from compclip.data.scenes import SceneChecker
+from compclip.errors import UserError
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller
 from compclip.text.negatives import Negative, generate
 from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
-from compclip.errors import UserError
 
 # Which negatives test relations and which test attributes, across the rule families.
 FAMILY = {"relation": "relation", "replace_rel": "relation", "swap_obj": "relation",

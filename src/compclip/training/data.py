@@ -15,7 +15,6 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from compclip.data.images import open_image
-from compclip.data.manifest import load_split  # noqa: F401  (re-exported for the trainer)
 from compclip.hashing import stable_int, stable_unit
 from compclip.names import PLACEHOLDER
 from compclip.errors import UserError

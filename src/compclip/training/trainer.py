@@ -19,15 +19,16 @@ from tqdm import tqdm
 
 from compclip import tracking
 from compclip.config import EXECUTION_ONLY, Params, TrainConfig
+from compclip.data.manifest import load_split
+from compclip.errors import UserError
 from compclip.losses import build_loss, settings
 from compclip.models.checkpoint import checkpoints_newest_first, load_checkpoint, save_checkpoint
 from compclip.models.factory import batchnorm_layers, create, resolve_device
 from compclip.training import distributed
-from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, load_split,
+from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate,
                                     negative_texts, positive_texts)
 from compclip.training.optim import param_groups, warmup_cosine
 from compclip.training.step import forward_backward
-from compclip.errors import UserError
 
 log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100)
