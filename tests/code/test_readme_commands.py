@@ -1,0 +1,46 @@
+"""The commands README.md and bench/results/README.md give are right: every `-S`/`--set` override names a
+real params key with a valid value, and a `train.max_steps=N` in them trains N steps (epochs do not cap it).
+(tests/integration/test_dvc_repro.py runs that form of `dvc exp run` for real on tiny params.)"""
+
+import re
+
+import pytest
+import yaml
+
+from compclip.config import Params, TrainConfig
+from compclip.training.trainer import total_steps
+from tests.conftest import REPO
+
+DOCS = [REPO / "README.md", REPO / "bench/results/README.md"]
+OVERRIDE = re.compile(r"(?:-S|--set) ([\w.]+)=([^\s`]+)")
+
+
+def commands() -> list[list[tuple[str, str]]]:
+    """The override lists of every dvc exp run / bench/sweep.py command in the docs."""
+    found = []
+    for doc in DOCS:
+        for line in re.findall(r"`([^`]*(?:dvc exp run|bench/sweep\.py)[^`]*)`", doc.read_text()):
+            if pairs := OVERRIDE.findall(line):
+                found.append(pairs)
+    return found
+
+
+def test_the_docs_give_reproduction_commands():
+    assert any(any(k == "train.max_steps" for k, _ in c) for c in commands())
+
+
+@pytest.mark.parametrize("overrides", commands(), ids=lambda c: " ".join(f"{k}={v}" for k, v in c))
+def test_each_override_is_a_valid_param_and_max_steps_means_steps(overrides):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in overrides:
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        assert leaf in node, f"{key}: not a key of params.yaml"
+        node[leaf] = yaml.safe_load(value)
+    p = Params.model_validate(raw)
+    if any(k == "train.max_steps" for k, _ in overrides):
+        cfg: TrainConfig = p.train
+        pairs = 10 * cfg.batch_size  # far fewer pairs than steps × batch: epochs must not cap the run
+        assert total_steps(cfg, pairs)[1] == cfg.max_steps
