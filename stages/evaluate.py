@@ -1,5 +1,5 @@
 """DVC stage evaluate@<method>: SugarCrepe-format accuracy with CIs, retrieval, hard positives (ATA,
-brittleness) and abstraction levels -> reports/<method>/metrics.json, and into the method's MLflow run."""
+brittleness) and abstraction levels -> reports/evaluate/<method>/metrics.json, and into the method's MLflow run."""
 
 import json
 import sys

@@ -121,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     sc.set_defaults(fn=_evaluate_sugarcrepe)
 
     rep = sub.add_parser("report", help="print a side-by-side table of metrics.json files")
-    rep.add_argument("metrics", nargs="+", help="reports/<method>/metrics.json ...")
+    rep.add_argument("metrics", nargs="+", help="reports/evaluate/<method>/metrics.json ...")
     rep.set_defaults(fn=_report)
     return p
 

@@ -310,7 +310,7 @@ class BenchmarksConfig(Strict):
 
 
 class EvaluateConfig(Strict):
-    out_dir: Path  # reports/<method>/metrics.json
+    out_dir: Path  # reports/evaluate/<method>/metrics.json
     sugarcrepe: SugarcrepeSource
     batch_size: int = Field(256, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
