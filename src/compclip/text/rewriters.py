@@ -103,7 +103,7 @@ class TransformersRewriter:
             self.pipe = pipeline(task, model=model, device=device)
         except OSError as e:
             raise UserError(f"rewriter model {model!r} could not be loaded ({e}); give a local folder or a model "
-                             "in the Hugging Face cache") from None
+                            "in the Hugging Face cache") from None
         self.causal = not encoder_decoder
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
 

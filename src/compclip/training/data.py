@@ -15,9 +15,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from compclip.data.images import open_image
+from compclip.errors import UserError
 from compclip.hashing import stable_int, stable_unit
 from compclip.names import PLACEHOLDER
-from compclip.errors import UserError
 
 
 def load_image(row) -> Image.Image:
@@ -39,7 +39,7 @@ def negative_texts(path: Path, rows: pd.DataFrame, rules: list[str]) -> tuple[li
     absent = rows.loc[~rows["sample_id"].isin(wide.index), "sample_id"]
     if len(absent):
         raise UserError(f"{path}: {len(absent)} training caption(s) have no negatives, e.g. sample_id "
-                         f"{absent.iloc[0]!r}; run the negatives stage on split 'train'")
+                        f"{absent.iloc[0]!r}; run the negatives stage on split 'train'")
     wide = wide.reindex(rows["sample_id"])
     texts = wide["negative"][rules].fillna(PLACEHOLDER).values.tolist()
     valid = torch.tensor(wide["valid"][rules].fillna(0).astype(int).values == 1)
@@ -82,7 +82,7 @@ class ConceptGroups:
                 images.setdefault(concept, []).append(sorted(captions[image].tolist()))
         if len(images) < 2:
             raise UserError(f"{concepts_dir}: {len(images)} train concept group(s) with training images; "
-                             "clear_glass needs at least 2")
+                            "clear_glass needs at least 2")
         hn = pd.read_parquet(concepts_dir / "hard_negatives.parquet")
         hn = hn[(hn["level"] == "level1") & hn["concept"].isin(images) & hn["negative"].isin(images)]
         negatives = {c: g.sort_values("similarity", ascending=False)["negative"].tolist()

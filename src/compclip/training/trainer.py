@@ -75,14 +75,14 @@ def check_batchnorm(model: torch.nn.Module, accum_steps: int, world_size: int, d
         return model
     if accum_steps > 1:
         raise UserError(f"train.accum_steps={accum_steps}: the model has BatchNorm ({layers[0]}, ... "
-                         f"{len(layers)} layers), whose statistics depend on the micro-batch, so accumulation "
-                         "would not give the full batch's gradient. Use accum_steps: 1 or a model without "
-                         "BatchNorm (compclip-tiny, any ViT)")
+                        f"{len(layers)} layers), whose statistics depend on the micro-batch, so accumulation "
+                        "would not give the full batch's gradient. Use accum_steps: 1 or a model without "
+                        "BatchNorm (compclip-tiny, any ViT)")
     if world_size > 1:
         if device.type != "cuda":
             raise UserError(f"{world_size} processes on {device.type}: the model has BatchNorm, which would "
-                             "see per-process statistics, and SyncBatchNorm needs CUDA. Train on one process "
-                             "or use a model without BatchNorm (compclip-tiny, any ViT)")
+                            "see per-process statistics, and SyncBatchNorm needs CUDA. Train on one process "
+                            "or use a model without BatchNorm (compclip-tiny, any ViT)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
@@ -136,7 +136,7 @@ def _find_resume(resume: str | None, ckpt_dir: Path, fp: str) -> dict | None:
         ckpt = load_checkpoint(Path(resume))
         if ckpt.get("fingerprint") != fp:
             raise UserError(f"{resume}: checkpoint was trained with other params or data (fingerprint "
-                             f"{ckpt.get('fingerprint')} != {fp}); set train.resume to null or 'latest'")
+                            f"{ckpt.get('fingerprint')} != {fp}); set train.resume to null or 'latest'")
         return ckpt
     for path in checkpoints_newest_first(ckpt_dir):
         try:
@@ -177,7 +177,7 @@ def _plan(cfg: TrainConfig, p: Params, needs: set[str], world_size: int) -> Batc
     for name, count in (("train.batch_size", b), ("loss.clear_glass.groups_per_batch", m)):
         if count % (world_size * cfg.accum_steps):
             raise UserError(f"params.yaml: {name}={count} must divide by processes × train.accum_steps "
-                             f"= {world_size} × {cfg.accum_steps}")
+                            f"= {world_size} × {cfg.accum_steps}")
     return BatchPlan(b // world_size, m // world_size, p.loss.clear_glass.group_size if m else 0)
 
 
