@@ -7,6 +7,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from compclip.data.images import TAR_ERRORS
 from compclip.data.quarantine import Rejected
 from compclip.data.records import Candidate, SourceError
 
@@ -27,7 +28,6 @@ def shards(path: Path) -> list[Path]:
     return [path]
 
 
-TAR_ERRORS = (tarfile.TarError, EOFError, OSError)
 END_OF_ARCHIVE = 1024  # two zero blocks close every complete tar
 
 

@@ -22,7 +22,7 @@ class ImageProblem(Exception):
         self.reason, self.detail = reason, detail
 
 
-TAR_ERRORS = (tarfile.TarError, EOFError, OSError)
+TAR_ERRORS = (tarfile.TarError, EOFError, OSError)  # what reading a damaged or cut-short tar raises
 
 
 class _Shard:

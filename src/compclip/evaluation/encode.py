@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
-
 import torch
 from tqdm import tqdm
 
@@ -53,9 +52,10 @@ class EmbeddingCache:
         self._fill(paths, self.images, self._encode_images, "encode images")
         return np.array([p in self.images for p in paths], dtype=bool)
 
-    def skipped(self, paths: list[str]) -> dict[str, int]:
-        """How many of these items were left out, by reason."""
-        return dict(sorted(Counter(self.failed[p] for p in paths if p in self.failed).items()))
+    def skipped(self, paths: list[str] | None = None) -> dict[str, int]:
+        """How many of these items (default: all images seen so far) were left out, by reason."""
+        reasons = self.failed.values() if paths is None else (self.failed[p] for p in paths if p in self.failed)
+        return dict(sorted(Counter(reasons).items()))
 
     def image_matrix(self, paths: list[str]) -> torch.Tensor:
         self._fill(paths, self.images, self._encode_images, "encode images")

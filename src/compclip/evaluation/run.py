@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 from compclip import tracking
@@ -25,7 +24,7 @@ def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "aut
     per_file = score_sugarcrepe(cache, read_sugarcrepe(data, images), bootstrap_samples, confidence, seed,
                                 read_held_out(data, images))
     return {"model": model, "sugarcrepe": per_file, "sugarcrepe_groups": group_means(per_file),
-            "skipped_images": dict(sorted(Counter(cache.failed.values()).items()))}
+            "skipped_images": cache.skipped()}
 
 
 def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, device: str = "auto",
@@ -44,7 +43,7 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
         results["hard_positives"] = score_hard_positives(cache, _load(Path(benchmarks) / "hard_positives.json"), *ci)
         results["abstraction"] = score_abstraction(cache, _load(Path(benchmarks) / "abstraction.json"), *ci)
     # every image that could not be read, by reason: its items were left out of the scores above
-    results["skipped_images"] = dict(sorted(Counter(cache.failed.values()).items()))
+    results["skipped_images"] = cache.skipped()
     out = Path(out_dir or cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
