@@ -43,8 +43,12 @@ def tiny_params(tmp: Path, **train_overrides):
         "sugarcrepe": p.evaluate.sugarcrepe.model_copy(update={"data": s / "sugarcrepe", "images": s / "coco/test"})})
     mlf = p.mlflow.model_copy(update={"tracking_uri": f"sqlite:///{tmp}/mlflow/mlflow.db",
                                       "artifact_root": tmp / "mlflow/artifacts"})
+    tune = p.tune.model_copy(update={
+        "out_dir": tmp / "tune", "n_trials": 3, "max_steps": 4, "eval_every": 2, "heartbeat_interval": 1,
+        "grace_period": 2, "val": p.tune.val.model_copy(update={"data": s / "sugarcrepe_val", "images": s / "coco/val"})})
+    register = p.register_.model_copy(update={"out_dir": tmp / "registry"})
     return p.model_copy(update={"synth": synth, "ingest": ingest, "model": model, "train": train,
-                                "evaluate": evaluate, "mlflow": mlf})
+                                "evaluate": evaluate, "mlflow": mlf, "tune": tune, "register_": register})
 
 
 @pytest.fixture(scope="session")

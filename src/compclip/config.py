@@ -261,6 +261,8 @@ class TrainConfig(Strict):
     resume: str | None = "latest"  # "latest", a checkpoint path, or null
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
+    # merge the tune stage's best values (tune.out_dir/best_params.yaml) into the tuned methods' runs
+    use_tuned: bool = False
 
 
 class CeClipConfig(Strict):
@@ -322,6 +324,90 @@ class CompareConfig(Strict):
     out_dir: Path  # table (markdown + json) and plot of every method's metrics
 
 
+class SearchRange(Strict):
+    """One tuned param: a float (or an int, for an int param) drawn from [low, high], log-uniform if log."""
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0 (got {self.low})")
+        return self
+
+
+# TuneConfig keys that say how a study executes, never what it finds: not DVC params of the tune stage.
+TUNE_EXECUTION_ONLY = ("storage", "workers", "heartbeat_interval", "grace_period")
+
+
+class TuneConfig(Strict):
+    out_dir: Path  # best_params.yaml, trials.csv, plots/, summary.json and (default storage) study.db
+    methods: list[str] = Field(["ce_clip"], min_length=1)  # keys of `methods`: one study each
+    space: dict[str, SearchRange] = Field(min_length=1)  # dotted params key (loss.* or train.*) -> range
+    n_trials: int = Field(8, ge=1)  # COMPLETE + PRUNED trials per study (failed ones are retried)
+    max_failed_trials: int = Field(8, ge=1)  # a study whose trials keep failing stops with an error
+    max_steps: int = Field(ge=1)  # training steps per trial (from train.init_from, like `train`)
+    eval_every: int = Field(ge=1)  # steps between intermediate values (the pruner's input)
+    val: SugarcrepeSource  # SugarCrepe-format files of the validation split: never the test split
+    max_r1_drop: float = Field(0.05, ge=0, le=1)  # val R@1 below the starting model's by more: infeasible
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_startup_trials: int = Field(2, ge=0)  # median: trials that are never pruned
+    storage: str | None = None  # an SQLAlchemy URL (postgresql://..., sqlite:///...); null: out_dir/study.db
+    workers: int = Field(1, ge=1)  # processes sharing each study (any RDB storage)
+    heartbeat_interval: int = Field(30, ge=1)  # seconds; a trial silent for grace_period is failed and retried
+    grace_period: int = Field(120, ge=1)
+
+    @field_validator("space")
+    @classmethod
+    def _tunable_keys(cls, v: dict) -> dict:
+        for key in v:
+            tunable_field(key)
+        return v
+
+
+def tunable_field(key: str) -> type:
+    """The type (float or int) of a tunable dotted key; a ValueError naming it when it is not one: only
+    numbers of `loss` and the optimisation part of `train` are tunable."""
+    section, _, rest = key.partition(".")
+    roots = {"loss": LossConfig, "train": TrainConfig}
+    if section not in roots or not rest:
+        raise ValueError(f"{key!r}: tunable keys start with loss. or train. (e.g. loss.ce_clip.imc_weight)")
+    model, parts = roots[section], rest.split(".")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            raise ValueError(f"{key!r}: no such key ({'.'.join([section, *parts[:i + 1]])} is not in params.yaml's "
+                             f"schema; known: {sorted(model.model_fields)})")
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            model = kind
+            continue
+        if i != len(parts) - 1:
+            raise ValueError(f"{key!r}: {part} is not a section")
+        if section == "train" and part in (*EXECUTION_ONLY, "max_steps", "epochs", "out_dir", "init_from"):
+            raise ValueError(f"{key!r}: not an optimisation setting (the trial budget is tune.max_steps)")
+        kinds = set(getattr(kind, "__args__", ())) | {kind}
+        if float in kinds:
+            return float
+        if int in kinds and bool not in kinds:
+            return int
+        raise ValueError(f"{key!r}: not a number (tunable keys must be int or float)")
+    raise ValueError(f"{key!r}: a section, not a value")
+
+
+class RegisterConfig(Strict):
+    out_dir: Path  # decision.json (the gate's verdict with its numbers)
+    model_name: str = Field(min_length=1)  # the registered model: models:/<model_name>@champion
+    candidate: str = "best"  # the challenger: the best compositional mean of this run, or one method's name
+    baseline: str = "clip"  # the first champion must beat this method
+    min_gain: float = Field(0.01, ge=0)  # compositional mean (all items) over the champion's
+    max_r1_drop: float = Field(0.02, ge=0, le=1)  # retrieval R@1 (mean of both directions) below the champion's
+    max_zeroshot_drop: float = Field(0.02, ge=0, le=1)  # when both have a zero-shot accuracy
+
+
 class MlflowConfig(Strict):
     enabled: bool = True  # false (or COMPCLIP_MLFLOW=0): no tracking at all, e.g. on a machine without MLflow
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
@@ -345,6 +431,8 @@ class Params(Strict):
     benchmarks: BenchmarksConfig | None = None
     evaluate: EvaluateConfig
     compare: CompareConfig | None = None
+    tune: TuneConfig | None = None
+    register_: RegisterConfig | None = Field(None, alias="register")  # `register` would shadow BaseModel.register
     mlflow: MlflowConfig = MlflowConfig()
 
     @field_validator("methods")
@@ -357,6 +445,21 @@ class Params(Strict):
             if not terms or unknown:
                 raise ValueError(f"method {method!r}: needs terms from {LOSS_TERMS}, got unknown {unknown or 'none'}")
         return v
+
+    @model_validator(mode="after")
+    def _tuning_refers_to_methods(self):
+        if self.tune is not None:
+            if unknown := sorted(set(self.tune.methods) - set(self.methods)):
+                raise ValueError(f"tune.methods: {unknown} are not keys of `methods` ({sorted(self.methods)})")
+            if Path(self.tune.val.data).resolve() == Path(self.evaluate.sugarcrepe.data).resolve():
+                raise ValueError("tune.val.data is evaluate.sugarcrepe.data: tuning must never see the test split")
+        if self.train.use_tuned and self.tune is None:
+            raise ValueError("train.use_tuned needs a `tune` section")
+        if self.pretrain is not None and self.pretrain.use_tuned:
+            raise ValueError("pretrain.use_tuned: tuned values are for the methods (train), not pretraining")
+        if self.register_ is not None and self.register_.candidate not in ("best", *self.methods):
+            raise ValueError(f"register.candidate {self.register_.candidate!r}: 'best' or a key of `methods`")
+        return self
 
     def recipe(self, method: str) -> dict[str, float]:
         if method not in self.methods:
@@ -414,6 +517,32 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     if _trace is not None:
         _trace.index(p)
     return p
+
+
+def override(p: Params, values: dict[str, object]) -> Params:
+    """p with dotted keys set (loss.ce_clip.imc_weight: 0.3, train.lr: 1e-3), validated like params.yaml.
+    The sections it touches are read whole (a traced process records them)."""
+    sections: dict[str, dict] = {}
+    for key, value in values.items():
+        section, *path = key.split(".")
+        if not isinstance(getattr(p, section, None), BaseModel) or not path:
+            raise ConfigError(f"override {key!r}: not a key inside a params.yaml section")
+        tree = sections.setdefault(section, getattr(p, section).model_dump(mode="json"))
+        for part in path[:-1]:
+            if not isinstance(tree.get(part), dict):
+                raise ConfigError(f"override {key!r}: {part} is not a section")
+            tree = tree[part]
+        if path[-1] not in tree:
+            raise ConfigError(f"override {key!r}: no such key")
+        tree[path[-1]] = value
+    try:
+        updated = {s: type(getattr(p, s)).model_validate(tree) for s, tree in sections.items()}
+    except ValidationError as e:
+        raise ConfigError(_format(e, Path("override"))) from None
+    out = p.model_copy(update=updated)
+    if _trace is not None:
+        _trace.index(out)
+    return out
 
 
 @lru_cache(maxsize=None)

@@ -177,6 +177,86 @@ def run(cfg: MlflowConfig, run_name: str, run_id: str | None = None, active: boo
             signal.signal(signal.SIGTERM, previous)
 
 
+class ClientRun(NullRun):
+    """A run addressed by id through the client API: no process-wide active run, so several can be open at
+    once and in any thread (an Optuna study's parent run and its trials' nested runs)."""
+
+    def __init__(self, run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id, self.client, self.end_status = run_id, MlflowClient(), None
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # log_batch takes at most 100 params
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k.replace("@", "_at_"), float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+
+    def log_step(self, metrics: dict[str, float], step: int) -> None:
+        self.log_metrics(metrics, step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+
+def create_run(cfg: MlflowConfig, name: str, parent_run_id: str | None = None,
+               tags: dict[str, str] | None = None) -> str | None:
+    """A new RUNNING run (nested under parent_run_id when given) that stays open until a client_run with
+    its id ends it; None when tracking is off."""
+    if not enabled(cfg):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = configure(cfg)
+    all_tags = {**system_tags(), **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return MlflowClient().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+
+
+@contextmanager
+def client_run(cfg: MlflowConfig, name: str, parent_run_id: str | None = None, run_id: str | None = None,
+               tags: dict[str, str] | None = None):
+    """A new run (nested under parent_run_id when given), or the existing run_id, through the client API.
+    It ends FINISHED, or with `end_status` if the body set one (e.g. KILLED for a pruned trial), or FAILED
+    when the body raises; yields a NullRun when tracking is off."""
+    if not enabled(cfg):
+        yield NullRun()
+        return
+    if run_id is None:
+        run_id = create_run(cfg, name, parent_run_id, tags)
+    else:
+        configure(cfg)
+    tracked = ClientRun(run_id)
+    status = "FINISHED"
+    try:
+        yield tracked
+    except (Terminated, KeyboardInterrupt):
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = tracked.end_status or "FAILED"
+        raise
+    else:
+        status = tracked.end_status or status
+    finally:
+        tracked.client.set_terminated(run_id, status)
+
+
 def register_model(run_id: str, name: str, artifact_path: str = "model"):
     """A new version of registered model `name` from the model folder a run logged (Run.log_model).
     The client API, because mlflow.register_model wants an mlflow flavour (which would pickle)."""

@@ -1,8 +1,8 @@
 """Render the shapes world into the real COCO, Visual Genome and CC3M (img2dataset) formats.
 
 The demo then goes through the same readers as real data. Alongside, it keeps every scene's graph
-(`scenes.jsonl`) and a SugarCrepe-format benchmark built from the test split, whose negatives are
-checked false against the scene graph.
+(`scenes.jsonl`) and SugarCrepe-format benchmarks built from the test split (`sugarcrepe/`) and the
+validation split (`sugarcrepe_val/`, for tuning), whose negatives are checked false against the scene graph.
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def _scene_record(rs: RenderedScene, cfg: SynthConfig, image_path: str) -> dict:
     }
 
 
-def _write_coco(world: World, out: Path, scenes_log: list[dict]) -> list[RenderedScene]:
-    cfg, test_scenes, next_id, ann_id = world.cfg, [], 1, 1
+def _write_coco(world: World, out: Path, scenes_log: list[dict]) -> dict[str, list[RenderedScene]]:
+    """COCO captions files per split; returns the val and test scenes (the benchmarks are made from them)."""
+    cfg, kept, next_id, ann_id = world.cfg, {"val": [], "test": []}, 1, 1
     for split in ("train", "val", "test"):
         count = getattr(cfg.scenes, split)
         images, annotations = [], []
@@ -116,13 +117,13 @@ def _write_coco(world: World, out: Path, scenes_log: list[dict]) -> list[Rendere
                 annotations.append({"id": ann_id, "image_id": rs.image_id, "caption": render_caption(d)})
                 ann_id += 1
             scenes_log.append(_scene_record(rs, cfg, f"coco/{split}/{rs.file_name}"))
-            if split == "test":
-                test_scenes.append(rs)
+            if split in kept:
+                kept[split].append(rs)
         next_id += count
         _write_json(out / "coco" / "annotations" / f"captions_{split}.json", {
             "info": {"description": "compclip shapes world", "version": "1.0"},
             "licenses": [], "images": images, "annotations": annotations})
-    return test_scenes
+    return kept
 
 
 def _box(o, cfg) -> dict:
@@ -209,10 +210,10 @@ def _write_cc3m(world: World, out: Path, first_id: int, scenes_log: list[dict]) 
                                                        "failed_to_resize": 0, "status_dict": {"success": n}})
 
 
-def _write_sugarcrepe(world: World, test_scenes: list[RenderedScene], out: Path) -> dict[str, int]:
-    """One item per (test image, type) where the type applies; negatives are false in the scene."""
+def _write_sugarcrepe(world: World, scenes: list[RenderedScene], folder: Path) -> dict[str, int]:
+    """One item per (image, type) where the type applies; negatives are false in the scene."""
     files = {t: {} for t in SUGARCREPE_TYPES}
-    for rs in tqdm(test_scenes, desc="synth sugarcrepe"):
+    for rs in tqdm(scenes, desc=f"synth {folder.name}"):
         for name, perturb in SUGARCREPE_TYPES.items():
             for _ in range(world.cfg.benchmark_tries):
                 d = world.sampler.describe(rs.scene, world.keep)
@@ -223,9 +224,9 @@ def _write_sugarcrepe(world: World, test_scenes: list[RenderedScene], out: Path)
                                                       "negative_caption": render_caption(neg)}
                 break
     for name, items in files.items():
-        _write_json(out / "sugarcrepe" / f"{name}.json", items)
+        _write_json(folder / f"{name}.json", items)
     # Not part of the SugarCrepe format: which images show a held-out combination, for a separate score.
-    _write_json(out / "sugarcrepe" / HELD_OUT_FILE, sorted(rs.file_name for rs in test_scenes if rs.held_out))
+    _write_json(folder / HELD_OUT_FILE, sorted(rs.file_name for rs in scenes if rs.held_out))
     return {name: len(items) for name, items in files.items()}
 
 
@@ -234,15 +235,18 @@ def synthesize(cfg: SynthConfig, seed: int) -> dict:
     out = Path(cfg.out_dir)
     world = World(cfg, seed)
     scenes_log: list[dict] = []
-    test_scenes = _write_coco(world, out, scenes_log)
+    scenes = _write_coco(world, out, scenes_log)
     n_coco = cfg.scenes.train + cfg.scenes.val + cfg.scenes.test
     _write_vg(world, out, 1_000_000 + 1, scenes_log)
     _write_cc3m(world, out, 2_000_000 + 1, scenes_log)
-    counts = _write_sugarcrepe(world, test_scenes, out)
+    counts = _write_sugarcrepe(world, scenes["test"], out / "sugarcrepe")
+    # the validation split's benchmark, for tuning (the test split's is never seen by the tune stage)
+    val_counts = _write_sugarcrepe(world, scenes["val"], out / "sugarcrepe_val") if scenes["val"] else {}
     with open(out / "scenes.jsonl", "w") as f:
         for rec in scenes_log:
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
     summary = {"coco_images": n_coco, "vg_images": cfg.vg_scenes, "cc3m_images": cfg.cc3m_scenes,
-               "test_held_out_images": sum(rs.held_out for rs in test_scenes), "sugarcrepe": counts}
+               "test_held_out_images": sum(rs.held_out for rs in scenes["test"]), "sugarcrepe": counts,
+               "sugarcrepe_val": val_counts}
     _write_json(out / "summary.json", summary)
     return summary

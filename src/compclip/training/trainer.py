@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -152,23 +153,29 @@ def _find_resume(resume: str | None, ckpt_dir: Path, fp: str) -> dict | None:
     return None
 
 
+def training_files(p: Params, needs: set[str]) -> dict[str, list[Path]]:
+    """The tables a loss with these needs reads: the manifest, and negatives / positives / concept groups."""
+    concepts = Path(p.concepts.out_dir) if "groups" in needs else None
+    files = {"manifest": [Path(p.ingest.out_dir) / "manifest.parquet"],
+             "negatives": [Path(p.negatives.out_dir) / "negatives.parquet"] if "negatives" in needs else [],
+             "positives": [Path(p.positives.out_dir) / "positives.parquet"] if "positives" in needs else [],
+             "groups": [concepts / f for f in ("memberships.parquet", "groups.parquet", "hard_negatives.parquet")]
+             if concepts else []}
+    return files
+
+
 def _training_data(p: Params, needs: set[str], rows, bundle, seed: int):
     """The tables a method reads, tokenized; and their digests for the resume fingerprint."""
-    manifest = Path(p.ingest.out_dir) / "manifest.parquet"
-    used = [manifest]
+    files = training_files(p, needs)
     negatives = positives = groups = None
-    if "negatives" in needs:
-        used.append(Path(p.negatives.out_dir) / "negatives.parquet")
-        negatives = negative_texts(used[-1], rows, p.loss.negative_rules)
-    if "positives" in needs:
-        used.append(Path(p.positives.out_dir) / "positives.parquet")
-        positives = positive_texts(used[-1], rows, p.loss.hard_positive.positive_ratio, seed)
-    if "groups" in needs:
-        concepts = Path(p.concepts.out_dir)
-        used += [concepts / f for f in ("memberships.parquet", "groups.parquet", "hard_negatives.parquet")]
-        groups = ConceptGroups.load(concepts, rows, seed)
+    if files["negatives"]:
+        negatives = negative_texts(files["negatives"][0], rows, p.loss.negative_rules)
+    if files["positives"]:
+        positives = positive_texts(files["positives"][0], rows, p.loss.hard_positive.positive_ratio, seed)
+    if files["groups"]:
+        groups = ConceptGroups.load(files["groups"][0].parent, rows, seed)
     items = TrainingItems(rows, bundle.preprocess, bundle.tokenizer, negatives, positives)
-    return items, groups, [file_digest(f) for f in used]
+    return items, groups, [file_digest(f) for f in sum(files.values(), [])]
 
 
 def _plan(cfg: TrainConfig, p: Params, needs: set[str], world_size: int) -> BatchPlan:
@@ -193,13 +200,16 @@ def _init_weights(model: torch.nn.Module, path: Path, model_name: str) -> str:
 
 
 def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_steps: int | None = None,
-          run_name: str | None = None, recipe: dict[str, float] | None = None) -> dict:
+          run_name: str | None = None, recipe: dict[str, float] | None = None,
+          on_step: Callable[[int, torch.nn.Module], None] | None = None) -> dict:
     """Train `method` (a weighted sum of loss terms, params `methods`) with `cfg` (default params `train`;
     the pretrain stage passes `pretrain`) into cfg.out_dir/<method>/{model.pt, checkpoints/, summary.json};
     returns the summary. Under torchrun every process runs this. `recipe` replaces params' methods[method]
     (pretraining is plain CLIP whatever the methods are).
 
     stop_after_steps simulates a crash (tests): the loop stops there without finishing the run.
+    on_step(step, model) runs on the main process after each optimiser step (tuning scores the model there
+    and may raise to stop the run); it must leave the model in training mode and must not draw random numbers.
     """
     cfg = cfg or p.train
     out_dir = Path(cfg.out_dir) / method
@@ -265,6 +275,8 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
                 progress.update()
                 progress.set_postfix(loss=f"{terms['loss']:.3f}")
                 run.log_step(terms, trainer.step)
+                if on_step is not None and d.main:
+                    on_step(trainer.step, model)
                 if trainer.step == stop_after_steps:
                     raise KeyboardInterrupt(f"stopped after {stop_after_steps} steps (simulated crash)")
                 last = trainer.step == steps  # max_steps can end mid-epoch
