@@ -30,10 +30,78 @@ def _negatives(a: argparse.Namespace) -> dict:
     return {"out": a.out, "coverage": {r: c["fraction"] for r, c in summary["coverage"].items()}}
 
 
+def _params_or_none():
+    """params.yaml of the working directory when there is one (the CLI also runs outside a checkout)."""
+    from compclip.config import DEFAULT_PARAMS, params
+
+    return params() if DEFAULT_PARAMS.is_file() else None
+
+
+def _mlflow(a: argparse.Namespace):
+    """--tracking-uri, else params.yaml's mlflow section, else the default sqlite store."""
+    from compclip.config import MlflowConfig
+
+    p = _params_or_none()
+    cfg = p.mlflow if p else MlflowConfig()
+    if getattr(a, "tracking_uri", None):
+        cfg = cfg.model_copy(update={"tracking_uri": a.tracking_uri})
+    return cfg
+
+
+def _register_cfg(a: argparse.Namespace):
+    from compclip.config import RegisterConfig
+
+    p = _params_or_none()
+    if p is not None and p.register_ is not None:
+        return p.register_.model_copy(update={"model_name": a.name or p.register_.model_name})
+    if not a.name:
+        raise _user_error("--name is needed (params.yaml has no `register` section)")
+    return RegisterConfig(out_dir=Path("reports/registry"), model_name=a.name)
+
+
+def _user_error(message: str):
+    from compclip.errors import UserError
+
+    return UserError(message)
+
+
+def _tune(a: argparse.Namespace) -> dict:
+    from compclip.config import params
+    from compclip.tuning.run import tune
+
+    summary = tune(params(a.params), workers=a.workers, storage=a.storage)
+    return {m: {"study": s["study"], "trials": s["trials"], "best": s["best"]} for m, s in summary.items()}
+
+
+def _models(a: argparse.Namespace) -> None:
+    from compclip.registry.promotion import versions_table
+
+    cfg = _register_cfg(a)
+    print(versions_table(cfg.model_name, _mlflow(a)))
+
+
+def _promote(a: argparse.Namespace) -> dict:
+    from compclip.registry.promotion import promote
+
+    cfg = _register_cfg(a)
+    d = promote(cfg.model_name, a.version, _mlflow(a), cfg, force=a.force, reason=a.reason, by=a.by,
+                out=Path(a.out) if a.out else None)
+    return {k: d[k] for k in ("status", "reason", "aliases")}
+
+
+def _rollback(a: argparse.Namespace) -> dict:
+    from compclip.registry.promotion import rollback
+
+    return rollback(_register_cfg(a).model_name, _mlflow(a))
+
+
 def _evaluate_sugarcrepe(a: argparse.Namespace) -> dict:
+    from compclip import tracking
     from compclip.evaluation.report import sugarcrepe_table
     from compclip.evaluation.run import evaluate_sugarcrepe
 
+    if a.model.startswith(("models:/", "runs:/")):  # the registry of --tracking-uri or params.yaml
+        tracking.configure(_mlflow(a))
     results = evaluate_sugarcrepe(a.model, Path(a.data), Path(a.images), a.device, a.batch_size,
                                   a.bootstrap_samples, seed=a.seed)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +186,28 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=_at_least(1), default=256)
     sc.add_argument("--bootstrap-samples", type=_at_least(10), default=1000)
     sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: params.yaml's)")
     sc.set_defaults(fn=_evaluate_sugarcrepe)
+
+    tu = sub.add_parser("tune", help="Optuna study of params.yaml `tune` (resumes an unfinished one)")
+    tu.add_argument("--params", default="params.yaml")
+    tu.add_argument("--storage", help="SQLAlchemy URL shared by workers (postgresql://...); default tune.storage")
+    tu.add_argument("--workers", type=_at_least(1), help="worker processes on this machine (default tune.workers)")
+    tu.set_defaults(fn=_tune)
+
+    for name, fn, text in (("models", _models, "list registered versions, aliases and headline metrics"),
+                           ("promote", _promote, "make a version champion: through the gate, or --force"),
+                           ("rollback", _rollback, "restore the previous champion")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--name", help="registered model (default: params.yaml register.model_name)")
+        cmd.add_argument("--tracking-uri", help="MLflow tracking URI (default: params.yaml's mlflow section)")
+        if name == "promote":
+            cmd.add_argument("--version", required=True)
+            cmd.add_argument("--force", action="store_true", help="skip the gate (needs --reason)")
+            cmd.add_argument("--reason", help="why, recorded on the version")
+            cmd.add_argument("--by", help="who (default: the login name)")
+            cmd.add_argument("--out", help="also write the decision JSON here")
+        cmd.set_defaults(fn=fn)
 
     rep = sub.add_parser("report", help="print a side-by-side table of metrics.json files")
     rep.add_argument("metrics", nargs="+", help="reports/evaluate/<method>/metrics.json ...")

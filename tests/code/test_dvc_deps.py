@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from compclip.config import EXECUTION_ONLY
+from compclip.config import EXECUTION_ONLY, TUNE_EXECUTION_ONLY
 from tests.dvc_deps import REPO, closure, code_deps, direct_imports, stage_module
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -29,7 +29,8 @@ def test_each_stage_depends_on_exactly_the_code_it_runs():
 
 
 def test_no_stage_depends_on_execution_only_params_or_whole_training_sections():
-    banned = {"train", "pretrain", "mlflow"} | {f"{s}.{k}" for s in ("train", "pretrain") for k in EXECUTION_ONLY}
+    banned = {"train", "pretrain", "mlflow", "tune"} | {f"{s}.{k}" for s in ("train", "pretrain") for k in EXECUTION_ONLY} \
+        | {f"tune.{k}" for k in TUNE_EXECUTION_ONLY}
     for name, stage in STAGES.items():
         declared = {p for p in body(stage).get("params", []) if isinstance(p, str)}
         assert not declared & banned, f"{name}: {sorted(declared & banned)}"
@@ -65,6 +66,10 @@ ALLOWED = {
     "tracking": {"config", "names", "errors", "models"},
     "training": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking"},
     "evaluation": {"config", "names", "errors", "hashing", "data", "text", "models", "tracking"},
+    "tuning": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking", "training",
+               "evaluation"},
+    "registry": {"config", "names", "errors", "hashing", "data", "text", "models", "tracking", "evaluation",
+                 "provenance"},
 }
 
 

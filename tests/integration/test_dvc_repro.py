@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from compclip.config import EXECUTION_ONLY, TRACE_ENV
+from compclip.config import EXECUTION_ONLY, TRACE_ENV, TUNE_EXECUTION_ONLY
 from tests.dvc_deps import code_deps, stage_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +56,9 @@ def dvc(cwd: Path, *args: str, env: dict | None = None) -> str:
 
 # foreach stages share one params list: a method reads only its own terms' part of `loss` and only the tables
 # its terms need, but DVC cannot give each method its own list
-OVER_DECLARED = {"train": {"loss", "negatives.out_dir", "positives.out_dir", "concepts.out_dir"}}
+OVER_DECLARED = {"train": {"loss", "negatives.out_dir", "positives.out_dir", "concepts.out_dir"},
+                 # read only when the champion was scored on another benchmark and is scored again
+                 "register": {"seed", "train.device"}}
 
 
 def declared_params(repo: Path) -> dict[str, list[str]]:
@@ -83,7 +85,8 @@ def check_params(declared: dict[str, list[str]], reads: dict[str, set[str]]) -> 
 
     def execution_only(k):
         section, _, key = k.partition(".")
-        return section == "mlflow" or (section in ("train", "pretrain") and key in EXECUTION_ONLY)
+        return section == "mlflow" or (section in ("train", "pretrain") and key in EXECUTION_ONLY) or \
+            (section == "tune" and key in TUNE_EXECUTION_ONLY)
 
     problems = []
     for stage, keys in reads.items():

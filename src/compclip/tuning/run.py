@@ -86,6 +86,14 @@ def _spawn(p: Params, method: str, name: str, url: str, workers: int) -> None:
         log.warning("tune workers ended badly: %s (their running trials will be retried on resume)", bad)
 
 
+def _note_storage(folder: Path, url: str) -> None:
+    """The study folder (a DVC out) always exists and says where the study lives (password hidden)."""
+    from sqlalchemy.engine import make_url
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "storage.txt").write_text(make_url(url).render_as_string(hide_password=True) + "\n")
+
+
 def tune(p: Params, workers: int | None = None, storage: str | None = None) -> dict:
     """Run every study of params `tune` and write its outputs; returns the summary."""
     if p.tune is None:
@@ -93,6 +101,7 @@ def tune(p: Params, workers: int | None = None, storage: str | None = None) -> d
     t = p.tune
     url = storage or storage_url(t)
     workers = workers or t.workers
+    _note_storage(Path(t.out_dir) / "study", url)
     studies = {}
     for method in t.methods:
         name, baseline, _ = _prepare(p, method, url)

@@ -26,7 +26,7 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def storage_url(cfg: TuneConfig) -> str:
-    return cfg.storage or f"sqlite:///{Path(cfg.out_dir) / 'study.db'}"
+    return cfg.storage or f"sqlite:///{Path(cfg.out_dir) / 'study' / 'study.db'}"
 
 
 def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
