@@ -535,10 +535,13 @@ def override(p: Params, values: dict[str, object]) -> Params:
         if path[-1] not in tree:
             raise ConfigError(f"override {key!r}: no such key")
         tree[path[-1]] = value
-    try:
-        updated = {s: type(getattr(p, s)).model_validate(tree) for s, tree in sections.items()}
-    except ValidationError as e:
-        raise ConfigError(_format(e, Path("override"))) from None
+    updated = {}
+    for section, tree in sections.items():
+        try:
+            updated[section] = type(getattr(p, section)).model_validate(tree)
+        except ValidationError as e:
+            lines = _format(e, Path("override")).split("\n")
+            raise ConfigError("\n".join([lines[0], *(f"  {section}.{ln.strip()}" for ln in lines[1:])])) from None
     out = p.model_copy(update=updated)
     if _trace is not None:
         _trace.index(out)

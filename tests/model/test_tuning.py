@@ -1,0 +1,180 @@
+"""The tune step on the tiny world: real trials (training from the starting model, scored on the
+validation split), their outputs and MLflow runs; failed trials; the pruner; the test split never read;
+train.use_tuned."""
+
+import json
+import math
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from compclip.config import ConfigError
+from compclip.tuning import objective as objective_module
+from compclip.tuning.best import apply_tuned
+from compclip.tuning.run import tune
+from compclip.tuning.study import make_pruner, make_storage, open_study, storage_url
+from tests.conftest import REPO
+
+
+def tune_params(p, tmp: Path, **tune_updates):
+    t = p.tune.model_copy(update={"out_dir": tmp / "tune", **tune_updates})
+    return p.model_copy(update={"tune": t})
+
+
+@pytest.fixture(scope="module")
+def tuned(generated, tmp_path_factory):
+    p, _ = generated
+    p = tune_params(p, tmp_path_factory.mktemp("tuned"), methods=["ce_clip"])
+    return p, tune(p)
+
+
+def test_a_study_writes_best_params_trials_and_plots(tuned):
+    p, summary = tuned
+    out = Path(p.tune.out_dir)
+    s = summary["ce_clip"]
+    assert s["trials"]["complete"] + s["trials"]["pruned"] == 3
+    best = yaml.safe_load((out / "best_params.yaml").read_text())["ce_clip"]
+    assert best["status"] == "ok" and set(best["params"]) == {
+        "loss.ce_clip.imc_weight", "loss.ce_clip.cmr_weight", "loss.ce_clip.upper_bound", "train.lr"}
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == sum(s["trials"].values()) and set(trials["method"]) == {"ce_clip"}
+    assert best["value"] == trials[trials["state"] == "COMPLETE"]["value"].max() or s["feasible"] < s["trials"]["complete"]
+    assert {"intermediate_values_2", "constraints_r1_drop", "user_attrs_val_r1"} <= set(trials.columns)
+    for name in ("history", "importances", "parallel"):
+        assert (out / "plots/ce_clip" / f"{name}.png").stat().st_size > 1000, s["plots"][name]
+    assert (out / "study/study.db").is_file() and (out / "study/storage.txt").read_text().startswith("sqlite:///")
+    assert set(s["baseline"]) == {"compositional", "r1", "i2t_R@1", "t2i_R@1"}
+
+
+def test_the_study_is_one_mlflow_run_with_a_nested_run_per_trial(tuned):
+    p, summary = tuned
+    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`optuna.study` = '{summary['ce_clip']['study']}'")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    parent = runs.iloc[0]["run_id"]
+    trials = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(trials) == sum(summary["ce_clip"]["trials"].values())
+    client = mlflow.MlflowClient()
+    for _, t in trials.iterrows():
+        history = [m.step for m in client.get_metric_history(t["run_id"], "val_compositional")]
+        assert history[0] == 2  # the intermediate value, reported before the final one
+        assert "params.loss.ce_clip.imc_weight" in t and t["status"] in ("FINISHED", "KILLED")
+    assert {"tune/best_params.yaml", "tune/trials.csv", "tune/history.png"} <= {
+        a.path for a in client.list_artifacts(parent, "tune")}
+
+
+def test_a_rerun_resumes_the_finished_study_without_new_trials(tuned):
+    p, summary = tuned
+    again = tune(p)
+    assert again["ce_clip"]["study"] == summary["ce_clip"]["study"] and again["ce_clip"]["trials"] == summary["ce_clip"]["trials"]
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")
+def test_a_trial_that_raises_or_returns_nan_fails_with_its_reason_and_the_study_goes_on(world, tmp_path, monkeypatch):
+    base, _ = world
+    p = tune_params(base, tmp_path, methods=["clip"], n_trials=2, max_failed_trials=4, pruner="none")
+    t = p.tune
+    study = open_study("clip-failures", make_storage(storage_url(t), t.heartbeat_interval, t.grace_period), t, p.seed)
+    study.enqueue_trial({"train.lr": 1.0e7})  # out of the range on purpose: the loss explodes, the trainer raises
+    study.enqueue_trial({"train.lr": 1.0e-3})  # returns NaN (below)
+    real_run = objective_module.Objective._run
+
+    def nan_on_second(self, trial):
+        value = real_run(self, trial)
+        return float("nan") if trial.number == 1 else value
+
+    monkeypatch.setattr(objective_module.Objective, "_run", nan_on_second)
+    monkeypatch.setattr("compclip.tuning.run.study_name", lambda method, identity: "clip-failures")
+    summary = tune(p)
+    trials = {tr.number: tr for tr in study.get_trials()}
+    assert trials[0].state == TrialState.FAIL and "FloatingPointError" in trials[0].user_attrs["fail_reason"]
+    assert "loss is" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["fail_reason"] == "objective is nan"
+    assert summary["clip"]["trials"]["complete"] == 2 and summary["clip"]["trials"]["fail"] == 2  # it went on
+    assert all(not math.isnan(tr.value) for tr in trials.values() if tr.state == TrialState.COMPLETE)
+
+
+def test_the_study_stops_with_the_reasons_when_every_trial_fails(world, tmp_path):
+    base, _ = world
+    p = tune_params(base, tmp_path, methods=["clip"], n_trials=2, max_failed_trials=2, pruner="none",
+                    space={"train.lr": base.tune.space["train.lr"].model_copy(update={"low": 1.0e6, "high": 1.0e7})})
+    with pytest.raises(Exception, match="2 trials failed before 2 finished.*FloatingPointError"):
+        tune(p)
+
+
+@pytest.mark.parametrize("kind", ["median", "hyperband"])
+def test_the_pruner_prunes_a_trial_whose_intermediate_values_are_bad(world, kind):
+    base, _ = world
+    cfg = base.tune.model_copy(update={"pruner": kind, "pruner_startup_trials": 2, "max_steps": 8, "eval_every": 2})
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(cfg))
+    for good in (0.8, 0.85, 0.9, 0.9, 0.95):  # each at least the median so far: never pruned
+        trial = study.ask()
+        for step in (2, 4, 6):  # as the objective does: report, then ask (Hyperband records its rungs there)
+            trial.report(good, step)
+            assert not trial.should_prune()
+        study.tell(trial, good)
+    bad = study.ask()
+    pruned_at = None
+    for step in (2, 4, 6):
+        bad.report(0.1, step)
+        if bad.should_prune():
+            pruned_at = step
+            break
+    assert pruned_at is not None
+    none = optuna.create_study(direction="maximize", pruner=make_pruner(cfg.model_copy(update={"pruner": "none"})))
+    trial = none.ask()
+    trial.report(0.0, 2)
+    assert not trial.should_prune()
+
+
+AUDIT = """
+import json, os, pickle, sys
+opened = []
+def hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, os.PathLike)):
+        opened.append(os.path.abspath(os.fspath(args[0])))
+sys.addaudithook(hook)
+p = pickle.loads(open(sys.argv[1], "rb").read())
+from compclip.tuning.run import tune
+tune(p)
+open(sys.argv[2], "w").write(json.dumps(opened))
+"""
+
+
+def test_tuning_never_opens_a_test_split_file(world, tmp_path):
+    base, _ = world
+    p = tune_params(base, tmp_path, methods=["clip"], n_trials=2)
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps(p))
+    (tmp_path / "audit.py").write_text(AUDIT)
+    out = subprocess.run([sys.executable, str(tmp_path / "audit.py"), str(tmp_path / "p.pkl"), str(tmp_path / "opened.json")],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    opened = [Path(f) for f in json.loads((tmp_path / "opened.json").read_text())]
+    synth = Path(p.synth.out_dir).resolve()
+    test_files = [f for f in opened if f.is_relative_to(synth / "coco/test") or f.is_relative_to(synth / "sugarcrepe")]
+    assert not test_files, test_files[:5]
+    # and the hook saw the validation split being read
+    assert any(f.is_relative_to(synth / "coco/val") for f in opened)
+    assert any(f.is_relative_to(synth / "sugarcrepe_val") for f in opened)
+
+
+def test_use_tuned_merges_the_best_values_into_the_tuned_method_only(world, tmp_path):
+    base, _ = world
+    best = tmp_path / "best_params.yaml"
+    best.write_text(yaml.safe_dump({
+        "ce_clip": {"status": "ok", "trial": 2, "params": {"loss.ce_clip.imc_weight": 0.33, "train.lr": 0.0007}},
+        "negclip": {"status": "No feasible trials are completed yet.", "params": {}}}))
+    tuned = apply_tuned(base, "ce_clip", best)
+    assert tuned.loss.ce_clip.imc_weight == 0.33 and tuned.train.lr == 0.0007
+    assert tuned.loss.ce_clip.cmr_weight == base.loss.ce_clip.cmr_weight  # untouched keys keep params.yaml's
+    assert apply_tuned(base, "negclip", best) is base and apply_tuned(base, "clip", best) is base
+    with pytest.raises(ConfigError, match="dvc repro tune"):
+        apply_tuned(base, "ce_clip", tmp_path / "missing.yaml")
