@@ -36,13 +36,15 @@ def _mean(values: list[float]) -> float:
 
 
 def to_tags(h: dict) -> dict[str, str]:
-    return {f"{TAG_PREFIX}{k}": repr(float(v)) if isinstance(v, float) else str(v) for k, v in h.items()}
+    """MLflow keys allow no '@': R@1 is stored as R_at_1 and read back as R@1."""
+    return {f"{TAG_PREFIX}{k.replace('@', '_at_')}": repr(float(v)) if isinstance(v, float) else str(v)
+            for k, v in h.items()}
 
 
 def from_tags(tags: dict[str, str]) -> dict:
     out = {}
     for k, v in tags.items():
         if k.startswith(TAG_PREFIX):
-            key = k.removeprefix(TAG_PREFIX)
+            key = k.removeprefix(TAG_PREFIX).replace("_at_", "@")
             out[key] = int(v) if key.endswith("_n") else float(v)
     return out

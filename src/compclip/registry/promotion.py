@@ -54,7 +54,7 @@ def register_run(p: Params, lock: Path = Path("dvc.lock")) -> dict:
         h = headline(metrics)
         version = reg.register(summary["run_id"], {"method": method, **commit, **stage_lineage(lock, method)})
         reg.tag(version.version, {DIGEST_TAG: digest, **to_tags(h)})  # the latest scores on this benchmark
-        entries[method] = {"version": version.version, "headline": h}
+        entries[method] = {"version": str(version.version), "headline": h}
     method = max(entries, key=lambda m: entries[m]["headline"]["compositional"]) if cfg.candidate == "best" \
         else cfg.candidate
     challenger = {"method": method, **entries[method]}
@@ -69,7 +69,7 @@ def _decide(reg: Registry, challenger: dict, entries: dict, cfg: RegisterConfig,
     champion = reg.alias(CHAMPION)
     base = {"model": reg.name, "time_utc": _now(), "challenger": challenger, "forced": False,
             "thresholds": cfg.model_dump(mode="json", include={"min_gain", "max_r1_drop", "max_zeroshot_drop"})}
-    if champion is not None and champion.version == challenger["version"]:
+    if champion is not None and str(champion.version) == str(challenger["version"]):
         return {**base, "accepted": False, "status": "unchanged", "reference": None, "checks": [],
                 "reason": f"version {challenger['version']} ({challenger['method']}) is already the champion"}
     if champion is None:
@@ -80,7 +80,7 @@ def _decide(reg: Registry, challenger: dict, entries: dict, cfg: RegisterConfig,
                               "promote by hand with `compclip promote --force --reason ...`"}
         reference = {"kind": "baseline", "method": cfg.baseline, **entries[cfg.baseline], "rescored": False}
     else:
-        reference = {"kind": "champion", "method": champion.tags.get("method"), "version": champion.version,
+        reference = {"kind": "champion", "method": champion.tags.get("method"), "version": str(champion.version),
                      **_champion_headline(reg, champion, digest, p)}
     accepted, checks, reason = gate(challenger["headline"], reference["headline"], cfg)
     if accepted:
@@ -123,11 +123,11 @@ def promote(name: str, version: str, mlflow_cfg: MlflowConfig, cfg: RegisterConf
     who and why)."""
     reg = Registry(name, mlflow_cfg)
     v = reg.version(version)
-    challenger = {"method": v.tags.get("method"), "version": v.version, "headline": from_tags(v.tags)}
+    challenger = {"method": v.tags.get("method"), "version": str(v.version), "headline": from_tags(v.tags)}
     champion = reg.alias(CHAMPION)
     base = {"model": name, "time_utc": _now(), "challenger": challenger, "forced": force,
             "thresholds": cfg.model_dump(mode="json", include={"min_gain", "max_r1_drop", "max_zeroshot_drop"})}
-    if champion is not None and champion.version == v.version:
+    if champion is not None and str(champion.version) == str(v.version):
         raise UserError(f"{name} v{v.version} is already the champion")
     if force:
         if not reason:
@@ -145,7 +145,7 @@ def promote(name: str, version: str, mlflow_cfg: MlflowConfig, cfg: RegisterConf
             raise UserError(f"v{v.version} and champion v{champion.version} were scored on different benchmarks "
                             f"({v.tags.get(DIGEST_TAG)} vs {champion.tags.get(DIGEST_TAG)}): run `dvc repro "
                             "register` (it rescores the champion) or promote with --force --reason")
-        reference = {"kind": "champion", "method": champion.tags.get("method"), "version": champion.version,
+        reference = {"kind": "champion", "method": champion.tags.get("method"), "version": str(champion.version),
                      "headline": from_tags(champion.tags), "rescored": False}
         accepted, checks, why = gate(challenger["headline"], reference["headline"], cfg)
         if accepted:
@@ -180,7 +180,7 @@ def versions_table(name: str, mlflow_cfg: MlflowConfig) -> str:
 
         comp = f"{h['compositional']:.4f} ({h.get('compositional_n', 0)})" if "compositional" in h else "-"
         r1 = f"{h['r1']:.4f} ({h.get('r1_n', 0)})" if "r1" in h else "-"
-        rows.append(f"{v.version:>7}  {t.get('method', '?'):<14} {','.join(sorted(aliases.get(v.version, []))):<28} "
+        rows.append(f"{v.version:>7}  {t.get('method', '?'):<14} {','.join(sorted(aliases.get(str(v.version), []))):<28} "
                     f"{comp:>18} {num('compositional_seen', 7)} {num('compositional_held_out', 8)} {r1:>14} "
                     f"{num('zeroshot', 9)}  {t.get('gate.status', '')}")
     if len(rows) == 1:

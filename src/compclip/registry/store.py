@@ -74,8 +74,8 @@ class Registry:
         """version becomes champion; the champion it replaces becomes previous-champion."""
         history = self.history()
         current = self.alias(CHAMPION)
-        if current is not None and (not history or history[-1] != current.version):
-            history.append(current.version)  # a champion set by hand outside compclip
+        if current is not None and (not history or history[-1] != str(current.version)):
+            history.append(str(current.version))  # a champion set by hand outside compclip
         history.append(str(version))
         self._set_history(history)
         self.set_alias(CHAMPION, version)
@@ -97,7 +97,7 @@ class Registry:
     def history(self) -> list[str]:
         if not self._exists():
             return []
-        return json.loads(self.client.get_registered_model(self.name).tags.get(HISTORY_TAG, "[]"))
+        return [str(v) for v in json.loads(self.client.get_registered_model(self.name).tags.get(HISTORY_TAG, "[]"))]
 
     def _set_history(self, history: list[str]) -> None:
         self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
