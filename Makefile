@@ -23,6 +23,12 @@ demo: setup
 	@echo
 	cat reports/compare/compare.md
 	@echo
+	@echo "Tuning (reports/tune/best_params.yaml; trials.csv and plots/ beside it):"
+	@cat reports/tune/best_params.yaml
+	@echo
+	@echo "Registry (reports/registry/decision.json has the gate's numbers):"
+	$(VENV)/bin/compclip models
+	@echo
 	@echo "MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db  (then http://127.0.0.1:5000)"
 	@echo "Reports:    reports/compare/{compare.md,compare.png}   reports/evaluate/<method>/metrics.json   data/ingest/summary.json   dvc metrics show"
 	@echo "Record:     .venv/bin/python bench/sweep.py --no-run --out bench/results/demo_cpu.json  (the table above, with its provenance)"

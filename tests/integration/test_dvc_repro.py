@@ -44,6 +44,7 @@ def shrink(params_file: Path) -> None:
     p["concepts"]["min_group_size"] = 3
     p["loss"]["clear_glass"].update(groups_per_batch=4, group_size=4)
     p["evaluate"]["bootstrap_samples"] = 100
+    p["tune"].update(n_trials=2, max_steps=2, eval_every=1, pruner_startup_trials=1)
     params_file.write_text(yaml.safe_dump(p, sort_keys=False))
 
 
@@ -57,6 +58,8 @@ def dvc(cwd: Path, *args: str, env: dict | None = None) -> str:
 # foreach stages share one params list: a method reads only its own terms' part of `loss` and only the tables
 # its terms need, but DVC cannot give each method its own list
 OVER_DECLARED = {"train": {"loss", "negatives.out_dir", "positives.out_dir", "concepts.out_dir"},
+                 # like train: a tuned method reads only its terms' tables (ce_clip: negatives only)
+                 "tune": {"negatives.out_dir", "positives.out_dir", "concepts.out_dir"},
                  # read only when the champion was scored on another benchmark and is scored again
                  "register": {"seed", "train.device"}}
 
@@ -122,6 +125,10 @@ def test_dvc_repro_tiny(tmp_path):
         assert metrics["hard_positives"]["all"]["augmented"]["n"] > 0 and "level2" in metrics["abstraction"]
         assert json.loads((repo / f"models/{method}/summary.json").read_text())["steps"] == 3
     assert (repo / "reports/compare/compare.png").stat().st_size > 0
+    best = yaml.safe_load((repo / "reports/tune/best_params.yaml").read_text())
+    assert set(best) == {"ce_clip"} and (repo / "reports/tune/study/study.db").is_file()
+    decision = json.loads((repo / "reports/registry/decision.json").read_text())
+    assert decision["status"] in ("promoted", "refused") and set(decision["registered"]) == set(methods)
     assert "combined" in (repo / "reports/compare/compare.md").read_text()
     assert (repo / "mlflow/mlflow.db").is_file()
     again = dvc(repo, "repro")

@@ -150,3 +150,32 @@ def test_the_first_champion_must_beat_the_baseline(setup):
     d = register_run(p, lock)
     assert d["status"] == "refused" and d["reference"]["kind"] == "baseline"
     assert Registry(p.register_.model_name, p.mlflow).alias(CHAMPION) is None
+
+
+def test_a_champion_scored_on_another_benchmark_is_scored_again_before_the_gate(setup, tmp_path):
+    p, lock = setup
+    trained(p, "clip", 0, 0.50, 0.30)
+    trained(p, "ce_clip", 1, 0.60, 0.29)
+    trained(p, "negclip", 2, 0.55, 0.30)
+    assert register_run(p, lock)["status"] == "promoted"
+    # the benchmark changes (one item fewer): the champion's tagged numbers no longer compare
+    changed = tmp_path / "sugarcrepe"
+    changed.mkdir()
+    for f in Path(p.evaluate.sugarcrepe.data).glob("*.json"):
+        data = json.loads(f.read_text())
+        if isinstance(data, dict) and data:
+            data.pop(sorted(data)[0])
+        (changed / f.name).write_text(json.dumps(data))
+    q = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={
+        "bootstrap_samples": 10, "sugarcrepe": p.evaluate.sugarcrepe.model_copy(update={"data": changed})})})
+    # every method is trained and evaluated again: the champion's version is no longer one of this run's
+    trained(q, "clip", 4, 0.50, 0.30)
+    trained(q, "ce_clip", 5, 0.55, 0.30)
+    trained(q, "negclip", 3, 0.65, 0.30)
+    d = register_run(q, lock)
+    assert d["reference"]["kind"] == "champion" and d["reference"]["rescored"] is True
+    rescored = json.loads((Path(p.register_.out_dir) / "rescored" / f"v{d['reference']['version']}" / "metrics.json").read_text())
+    assert d["reference"]["headline"]["compositional_n"] == sum(f["n"] for f in rescored["sugarcrepe"].values())
+    reg = Registry(p.register_.model_name, p.mlflow)
+    champion, challenger = reg.version(d["reference"]["version"]), reg.version(d["challenger"]["version"])
+    assert champion.tags["benchmark_digest"] == challenger.tags["benchmark_digest"]  # now scored on the same one

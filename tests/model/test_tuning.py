@@ -178,3 +178,13 @@ def test_use_tuned_merges_the_best_values_into_the_tuned_method_only(world, tmp_
     assert apply_tuned(base, "negclip", best) is base and apply_tuned(base, "clip", best) is base
     with pytest.raises(ConfigError, match="dvc repro tune"):
         apply_tuned(base, "ce_clip", tmp_path / "missing.yaml")
+
+
+def test_workers_processes_share_the_study(world, tmp_path):
+    base, _ = world
+    p = tune_params(base, tmp_path, methods=["clip"], n_trials=3, pruner="none")
+    summary = tune(p, workers=2)  # two spawned processes on the study's sqlite storage
+    c = summary["clip"]["trials"]
+    assert 3 <= c["complete"] <= 4 and c["running"] == 0 and c["fail"] == 0
+    numbers = pd.read_csv(Path(p.tune.out_dir) / "trials.csv")["number"].tolist()
+    assert sorted(numbers) == list(range(len(numbers)))

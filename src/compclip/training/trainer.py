@@ -47,7 +47,8 @@ def file_digest(path: Path) -> str:
 def fingerprint(p: Params, cfg: TrainConfig, method: str, recipe: dict[str, float], data_digests: list[str]) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result (the device does
     not forbid a resume: a run may move from one GPU to another)."""
-    relevant = cfg.model_dump(mode="json", exclude={"out_dir", "device", *EXECUTION_ONLY})
+    # use_tuned acts through the loss and lr values it merged in, which are part of the fingerprint already
+    relevant = cfg.model_dump(mode="json", exclude={"out_dir", "device", "use_tuned", *EXECUTION_ONLY})
     blob = json.dumps([relevant, method, recipe, settings(recipe, p.loss), p.model.model_dump(mode="json"),
                        p.seed, data_digests], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -256,7 +257,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
                             "steps": steps, "fingerprint": fp, "world_size": d.world_size,
                             "loss": json.dumps(settings(recipe, p.loss)),
                             "contrastive_weight": loss_fn.contrastive_weight,
-                            **cfg.model_dump(mode="json", exclude={"out_dir"})})
+                            **cfg.model_dump(mode="json", exclude={"out_dir", "use_tuned"})})
         model.train()
         progress = tqdm(total=steps, initial=trainer.step, desc=f"train {method}", unit="step", disable=not d.main)
         while trainer.step < steps:
