@@ -355,6 +355,7 @@ class TuneConfig(Strict):
     max_r1_drop: float = Field(0.05, ge=0, le=1)  # val R@1 below the starting model's by more: infeasible
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_startup_trials: int = Field(2, ge=0)  # median: trials that are never pruned
+    pruner_warmup_steps: int = Field(0, ge=0)  # no trial is pruned before this step (fine-tuning dips first)
     storage: str | None = None  # an SQLAlchemy URL (postgresql://..., sqlite:///...); null: out_dir/study.db
     workers: int = Field(1, ge=1)  # processes sharing each study (any RDB storage)
     heartbeat_interval: int = Field(30, ge=1)  # seconds; a trial silent for grace_period is failed and retried

@@ -66,7 +66,7 @@ ALLOWED = {
     "tracking": {"config", "names", "errors", "models"},
     "training": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking"},
     "evaluation": {"config", "names", "errors", "hashing", "data", "text", "models", "tracking"},
-    "tuning": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking", "training",
+    "tuning": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking", "training", "provenance",
                "evaluation"},
     "registry": {"config", "names", "errors", "hashing", "data", "text", "models", "tracking", "evaluation",
                  "provenance"},

@@ -110,10 +110,12 @@ def test_the_study_stops_with_the_reasons_when_every_trial_fails(world, tmp_path
         tune(p)
 
 
-@pytest.mark.parametrize("kind", ["median", "hyperband"])
-def test_the_pruner_prunes_a_trial_whose_intermediate_values_are_bad(world, kind):
+@pytest.mark.parametrize("kind, warmup, first_prunable", [("median", 0, 2), ("median", 5, 6),
+                                                                   ("hyperband", 0, None)])  # its rung: by bracket
+def test_the_pruner_prunes_a_trial_whose_intermediate_values_are_bad(world, kind, warmup, first_prunable):
     base, _ = world
-    cfg = base.tune.model_copy(update={"pruner": kind, "pruner_startup_trials": 2, "max_steps": 8, "eval_every": 2})
+    cfg = base.tune.model_copy(update={"pruner": kind, "pruner_startup_trials": 2, "max_steps": 8, "eval_every": 2,
+                                       "pruner_warmup_steps": warmup})
     study = optuna.create_study(direction="maximize", pruner=make_pruner(cfg))
     for good in (0.8, 0.85, 0.9, 0.9, 0.95):  # each at least the median so far: never pruned
         trial = study.ask()
@@ -128,7 +130,7 @@ def test_the_pruner_prunes_a_trial_whose_intermediate_values_are_bad(world, kind
         if bad.should_prune():
             pruned_at = step
             break
-    assert pruned_at is not None
+    assert pruned_at is not None and pruned_at == (first_prunable or pruned_at)
     none = optuna.create_study(direction="maximize", pruner=make_pruner(cfg.model_copy(update={"pruner": "none"})))
     trial = none.ask()
     trial.report(0.0, 2)

@@ -9,9 +9,11 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
+from compclip import tracking
 from compclip.config import MlflowConfig, Params, RegisterConfig
 from compclip.errors import UserError
 from compclip.evaluation.run import run_evaluation
+from compclip.provenance import provenance
 from compclip.registry.gate import gate
 from compclip.registry.headline import from_tags, headline, to_tags
 from compclip.registry.lineage import benchmark_digest, commit_tags, stage_lineage
@@ -40,6 +42,15 @@ def register_run(p: Params, lock: Path = Path("dvc.lock")) -> dict:
     cfg = p.register_
     if cfg is None:
         raise UserError("params.yaml has no `register` section")
+    out = Path(cfg.out_dir) / "decision.json"
+    if not tracking.enabled(p.mlflow):  # e.g. a GPU machine without MLflow: the pipeline still completes
+        decision = {"model": cfg.model_name, "time_utc": _now(), "status": "skipped", "accepted": False,
+                    "reason": "MLflow tracking is off (mlflow.enabled: false or COMPCLIP_MLFLOW=0): no model was "
+                              "logged, nothing to register", "provenance": provenance(_params(p))}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(decision, indent=2) + "\n")
+        print(f"register {cfg.model_name}: skipped: {decision['reason']}")
+        return decision
     reg = Registry(cfg.model_name, p.mlflow)
     manifest = Path(p.ingest.out_dir) / "manifest.parquet"
     digest = benchmark_digest(p.evaluate, manifest)
@@ -61,8 +72,15 @@ def register_run(p: Params, lock: Path = Path("dvc.lock")) -> dict:
     reg.set_alias(CHALLENGER, challenger["version"])
     decision = _decide(reg, challenger, entries, cfg, digest, p)
     decision["registered"] = {m: e["version"] for m, e in entries.items()}
-    _record(reg, decision, Path(cfg.out_dir) / "decision.json")
+    decision["provenance"] = provenance(_params(p))
+    _record(reg, decision, out)
     return decision
+
+
+def _params(p: Params) -> dict:
+    """The params the decision depends on (section by section: a traced process records what it reads)."""
+    return {"methods": p.methods, "register": p.register_.model_dump(mode="json"),
+            "evaluate": p.evaluate.model_dump(mode="json")}
 
 
 def _decide(reg: Registry, challenger: dict, entries: dict, cfg: RegisterConfig, digest: str, p: Params) -> dict:

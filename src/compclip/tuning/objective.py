@@ -33,7 +33,9 @@ def trial_config(train_cfg: TrainConfig, tune: TuneConfig, out_dir: Path, train_
 
 
 def starting_model(p: Params, device: torch.device) -> ClipBundle:
-    """The model every trial starts from: train.init_from (the pretrain stage's CLIP) or model.pretrained."""
+    """The model every trial starts from: train.init_from (the pretrain stage's CLIP) or model.pretrained
+    (seeded as the trainer seeds, so a randomly initialised start is the trials' start too)."""
+    torch.manual_seed(p.seed)
     bundle = create(p.model.name, p.model.pretrained, device, str(p.model.cache_dir) if p.model.cache_dir else None)
     if p.train.init_from:
         bundle.model.load_state_dict(load_checkpoint(Path(p.train.init_from))["model"])

@@ -69,7 +69,7 @@ def plot(study: optuna.Study, out: Path) -> dict[str, str]:
     return made
 
 
-def write(studies: dict[str, optuna.Study], cfg: TuneConfig, mlflow_cfg: MlflowConfig) -> dict:
+def write(studies: dict[str, optuna.Study], cfg: TuneConfig, mlflow_cfg: MlflowConfig, provenance: dict) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary, best_params, frames = {}, {}, []
@@ -89,7 +89,7 @@ def write(studies: dict[str, optuna.Study], cfg: TuneConfig, mlflow_cfg: MlflowC
         "# written by the tune stage: train.use_tuned: true merges each method's params into its run\n"
         + yaml.safe_dump(best_params, sort_keys=False))
     pd.concat(frames, ignore_index=True).to_csv(out / "trials.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps({**summary, "provenance": provenance}, indent=2, default=str) + "\n")
     for method, study in studies.items():
         files = [out / "best_params.yaml", out / "trials.csv", *summary[method]["plots"].values()]
         _log_study(mlflow_cfg, study, best_params[method], summary[method]["trials"], files)

@@ -15,6 +15,7 @@ from compclip.config import TRACE_ENV, Params
 from compclip.errors import UserError
 from compclip.losses import build_loss, settings
 from compclip.models.factory import resolve_device
+from compclip.provenance import provenance
 from compclip.training.trainer import file_digest, training_files
 from compclip.tuning import report
 from compclip.tuning.objective import TRIAL_INHERITS, Objective, make_scorer, starting_model
@@ -34,7 +35,8 @@ def identity(p: Params, method: str) -> dict:
     return {"method": method, "recipe": recipe, "loss": settings(recipe, p.loss), "seed": p.seed,
             "model": [p.model.name, p.model.pretrained],
             "space": {k: v.model_dump() for k, v in for_recipe(t.space, recipe).items()},
-            "budget": [t.max_steps, t.eval_every, t.max_r1_drop, t.pruner, t.pruner_startup_trials],
+            "budget": [t.max_steps, t.eval_every, t.max_r1_drop, t.pruner, t.pruner_startup_trials,
+                       t.pruner_warmup_steps],
             "val": [str(t.val.data), str(t.val.images)],
             "train": {k: str(getattr(p.train, k)) for k in TRIAL_INHERITS if k not in ("num_workers", "threads")},
             "data": {str(f): file_digest(f) for f in files}}
@@ -58,12 +60,15 @@ def _prepare(p: Params, method: str, url: str) -> tuple[str, dict, str | None]:
     return name, study.user_attrs["baseline"], study.user_attrs.get("mlflow_run_id")
 
 
-def work(p: Params, method: str, name: str, url: str, threads: int | None = None) -> None:
-    """One worker: run trials of the named study until it has its count."""
+def work(p: Params, method: str, name: str, url: str, threads: int | None = None, shared: bool = False) -> None:
+    """One worker: run trials of the named study until it has its count. Workers sharing a study draw from
+    their own sampler seeds (the process id mixed in), or they would all start with the same values; a
+    shared study is not reproducible trial by trial anyway."""
     if threads:
         torch.set_num_threads(threads)
     t = p.tune
-    study = open_study(name, make_storage(url, t.heartbeat_interval, t.grace_period), t, p.seed)
+    seed = p.seed + (os.getpid() if shared else 0)
+    study = open_study(name, make_storage(url, t.heartbeat_interval, t.grace_period), t, seed)
     objective = Objective(p, method, study.user_attrs["baseline"], study.user_attrs.get("mlflow_run_id"))
     optimize(study, objective, t.n_trials, t.max_failed_trials)
 
@@ -73,7 +78,7 @@ def _spawn(p: Params, method: str, name: str, url: str, workers: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     env_trace = os.environ.pop(TRACE_ENV, None)  # workers read what this process already declared
     try:
-        procs = [ctx.Process(target=work, args=(p, method, name, url, threads), name=f"tune-worker-{i}")
+        procs = [ctx.Process(target=work, args=(p, method, name, url, threads, True), name=f"tune-worker-{i}")
                  for i in range(workers)]
         for proc in procs:
             proc.start()
@@ -105,11 +110,12 @@ def tune(p: Params, workers: int | None = None, storage: str | None = None) -> d
     studies = {}
     for method in t.methods:
         name, baseline, _ = _prepare(p, method, url)
-        if workers == 1:
-            work(p, method, name, url)
+        if workers == 1:  # an explicit storage may be shared with workers started elsewhere
+            work(p, method, name, url, shared=storage is not None or t.storage is not None)
         else:
             _spawn(p, method, name, url, workers)
         studies[method] = name
     loaded = {m: open_study(n, make_storage(url, t.heartbeat_interval, t.grace_period), t, p.seed)
               for m, n in studies.items()}
-    return report.write(loaded, t, p.mlflow)
+    record = provenance({"seed": p.seed, "tune": t.model_dump(mode="json")}, str(resolve_device(p.train.device)))
+    return report.write(loaded, t, p.mlflow, record)

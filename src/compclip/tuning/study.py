@@ -47,10 +47,11 @@ def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna
 
 def make_pruner(cfg: TuneConfig) -> optuna.pruners.BasePruner:
     if cfg.pruner == "median":
-        # the first report of a trial is already comparable: warm-up is in steps before it
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
+                                           n_warmup_steps=cfg.pruner_warmup_steps)
     if cfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=cfg.eval_every, max_resource=cfg.max_steps,
+        return optuna.pruners.HyperbandPruner(min_resource=max(cfg.eval_every, cfg.pruner_warmup_steps),
+                                              max_resource=cfg.max_steps,
                                               reduction_factor=3)
     return optuna.pruners.NopPruner()
 
