@@ -99,6 +99,13 @@ def test_a_trial_that_raises_or_returns_nan_fails_with_its_reason_and_the_study_
     assert "loss is" in trials[0].user_attrs["fail_reason"]
     assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["fail_reason"] == "objective is nan"
     assert summary["clip"]["trials"]["complete"] == 2 and summary["clip"]["trials"]["fail"] == 2  # it went on
+    mlflow.set_tracking_uri(p.mlflow.tracking_uri)
+    parent = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`optuna.study` = 'clip-failures'")
+    nested = mlflow.search_runs(search_all_experiments=True,
+                                filter_string=f"tags.mlflow.parentRunId = '{parent.iloc[0]['run_id']}'")
+    by_trial = {int(r["tags.optuna.trial"]): r for _, r in nested.iterrows()}
+    assert by_trial[0]["status"] == "FAILED" and by_trial[0]["tags.optuna.state"] == "FAIL"
+    assert by_trial[0]["tags.fail_reason"].startswith("FloatingPointError")
     assert all(not math.isnan(tr.value) for tr in trials.values() if tr.state == TrialState.COMPLETE)
 
 

@@ -96,7 +96,13 @@ class Objective:
                     raise optuna.TrialPruned(f"step {step}: val compositional {scores['compositional']:.4f}")
 
             cfg = trial_config(self.p.train, self.tune, Path(work), train_values)
-            train(p, self.method, cfg, run_name=f"tune-{self.method}-{trial.number}", on_step=on_step)
+            try:
+                train(p, self.method, cfg, run_name=f"tune-{self.method}-{trial.number}", on_step=on_step)
+            except optuna.TrialPruned:
+                raise
+            except Exception as e:  # the nested run says why too (it ends FAILED)
+                run.set_tags({"optuna.state": "FAIL", "fail_reason": f"{type(e).__name__}: {e}"[:1000]})
+                raise
             value = final["compositional"]
             r1_drop = self.baseline["r1"] - final["r1"]
             trial.set_user_attr("val_r1", final["r1"])
@@ -106,7 +112,8 @@ class Objective:
             run.log_metrics({"val_compositional": value, "val_r1": final["r1"], "r1_drop": r1_drop},
                             self.tune.max_steps)
             run.set_tags({"optuna.state": "COMPLETE" if math.isfinite(value) else "FAIL",
-                          "feasible": str(r1_drop <= self.tune.max_r1_drop)})
+                          "feasible": str(r1_drop <= self.tune.max_r1_drop)}
+                         | ({} if math.isfinite(value) else {"fail_reason": f"objective is {value}"}))
             if not math.isfinite(value):
                 run.end_status = "FAILED"
             return value
