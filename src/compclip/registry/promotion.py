@@ -131,8 +131,9 @@ def _record(reg: Registry, decision: dict, out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(decision, indent=2, default=str) + "\n")
+    reason = decision["reason"].removeprefix("accepted: ").removeprefix("refused: ")
     print(f"register {reg.name}: challenger v{version} ({decision['challenger'].get('method')}) "
-          f"{decision['status']}: {decision['reason']}")
+          f"{decision['status']}: {reason}")
 
 
 def promote(name: str, version: str, mlflow_cfg: MlflowConfig, cfg: RegisterConfig, force: bool = False,
