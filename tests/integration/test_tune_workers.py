@@ -27,6 +27,7 @@ def trials(storage: str, study: str):
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_finishes(tmp_path):
     storage, name = f"sqlite:///{tmp_path / 'study.db'}", "killed"
     proc = worker(storage, name, "--n-trials", "3", "--sleep", "0.5")
