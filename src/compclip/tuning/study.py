@@ -85,7 +85,7 @@ def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_
     until max_failed_trials have failed (a UserError naming the reasons)."""
 
     def finished() -> int:
-        return sum(t.state in COUNTED for t in study.get_trials(deepcopy=False, states=COUNTED))
+        return len(study.get_trials(deepcopy=False, states=COUNTED))
 
     def failed() -> list:
         return study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
