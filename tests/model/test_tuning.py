@@ -197,3 +197,20 @@ def test_workers_processes_share_the_study(world, tmp_path):
     assert 3 <= c["complete"] <= 4 and c["running"] == 0 and c["fail"] == 0
     numbers = pd.read_csv(Path(p.tune.out_dir) / "trials.csv")["number"].tolist()
     assert sorted(numbers) == list(range(len(numbers)))
+
+
+def test_new_validation_files_start_a_new_study_instead_of_resuming(world, tmp_path):
+    from compclip.tuning.run import identity
+    from compclip.tuning.study import study_name
+
+    base, _ = world
+    p = tune_params(base, tmp_path, methods=["clip"])
+    val = tmp_path / "val"
+    val.mkdir()
+    for f in Path(p.tune.val.data).glob("*.json"):
+        (val / f.name).write_bytes(f.read_bytes())
+    moved = p.model_copy(update={"tune": p.tune.model_copy(update={"val": p.tune.val.model_copy(update={"data": val})})})
+    assert study_name("clip", identity(p, "clip")) == study_name("clip", identity(moved, "clip"))  # same content
+    first = sorted(val.glob("*.json"))[0]
+    first.write_text(first.read_text().replace("a ", "the ", 1))
+    assert study_name("clip", identity(p, "clip")) != study_name("clip", identity(moved, "clip"))

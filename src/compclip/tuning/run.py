@@ -37,7 +37,8 @@ def identity(p: Params, method: str) -> dict:
             "space": {k: v.model_dump() for k, v in for_recipe(t.space, recipe).items()},
             "budget": [t.max_steps, t.eval_every, t.max_r1_drop, t.pruner, t.pruner_startup_trials,
                        t.pruner_warmup_steps],
-            "val": [str(t.val.data), str(t.val.images)],
+            # the validation benchmark by content: new val files must not resume a study scored on the old ones
+            "val": {f.name: file_digest(f) for f in sorted(Path(t.val.data).glob("*.json"))},
             "train": {k: str(getattr(p.train, k)) for k in TRIAL_INHERITS if k not in ("num_workers", "threads")},
             "data": {str(f): file_digest(f) for f in files}}
 
