@@ -179,3 +179,14 @@ def test_a_champion_scored_on_another_benchmark_is_scored_again_before_the_gate(
     reg = Registry(p.register_.model_name, p.mlflow)
     champion, challenger = reg.version(d["reference"]["version"]), reg.version(d["challenger"]["version"])
     assert champion.tags["benchmark_digest"] == challenger.tags["benchmark_digest"]  # now scored on the same one
+
+
+def test_without_tracking_the_stage_records_a_skip_instead_of_failing(world, tmp_path):
+    base, _ = world
+    p = base.model_copy(update={"mlflow": base.mlflow.model_copy(update={"enabled": False,
+                                                                         "tracking_uri": f"sqlite:///{tmp_path}/none.db"}),
+                                "register_": base.register_.model_copy(update={"out_dir": tmp_path / "registry"})})
+    d = register_run(p, tmp_path / "dvc.lock")
+    assert d["status"] == "skipped" and "tracking is off" in d["reason"]
+    assert json.loads((tmp_path / "registry/decision.json").read_text())["provenance"]["commit"]
+    assert not (tmp_path / "none.db").exists()
