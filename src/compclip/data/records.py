@@ -32,12 +32,13 @@ class SourceError(UserError):
     """A source file that cannot be read at all (not JSON, wrong top-level shape)."""
 
 
-def load_json(path: Path):
+def load_json(path: Path, missing: str = "file not found"):
+    """The parsed file, or a SourceError naming it (`missing` says what to do when it is not there)."""
     try:
         with open(path, "rb") as f:
             return json.load(f)
     except FileNotFoundError:
-        raise SourceError(f"{path}: file not found") from None
+        raise SourceError(f"{path}: {missing}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SourceError(f"{path}: not valid JSON ({e})") from None
 

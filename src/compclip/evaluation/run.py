@@ -8,7 +8,7 @@ from pathlib import Path
 from compclip import tracking
 from compclip.config import EvaluateConfig, MlflowConfig
 from compclip.data.manifest import load_split
-from compclip.errors import UserError
+from compclip.data.records import load_json
 from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.evaluate import (group_means, score_abstraction, score_hard_positives, score_retrieval,
                                           score_sugarcrepe)
@@ -53,12 +53,7 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
 
 
 def _load(path: Path) -> list[dict]:
-    if not path.exists():
-        raise UserError(f"{path}: missing; run the benchmarks stage (dvc repro benchmarks)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON: {e}") from None
+    return load_json(path, missing="missing; run the benchmarks stage (dvc repro benchmarks)")
 
 
 def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None) -> None:

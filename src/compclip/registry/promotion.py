@@ -11,6 +11,7 @@ from pathlib import Path
 
 from compclip import tracking
 from compclip.config import MlflowConfig, Params, RegisterConfig
+from compclip.data.records import load_json
 from compclip.errors import UserError
 from compclip.evaluation.run import run_evaluation
 from compclip.provenance import provenance
@@ -21,15 +22,7 @@ from compclip.registry.store import CHALLENGER, CHAMPION, Registry
 
 log = logging.getLogger(__name__)
 DIGEST_TAG = "benchmark_digest"
-
-
-def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path}: missing (run `dvc repro` up to evaluate first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON: {e}") from None
+RUN_FIRST = "missing (run `dvc repro` up to evaluate first)"
 
 
 def _now() -> str:
@@ -57,8 +50,8 @@ def register_run(p: Params, lock: Path = Path("dvc.lock")) -> dict:
     commit = commit_tags()
     entries = {}
     for method in p.methods:
-        metrics = _load(Path(p.evaluate.out_dir) / method / "metrics.json")
-        summary = _load(Path(p.train.out_dir) / method / "summary.json")
+        metrics = load_json(Path(p.evaluate.out_dir) / method / "metrics.json", missing=RUN_FIRST)
+        summary = load_json(Path(p.train.out_dir) / method / "summary.json", missing=RUN_FIRST)
         if not summary.get("run_id"):
             raise UserError(f"{method}: trained with MLflow tracking off (no run id in summary.json): its model "
                             "was never logged, so it cannot be registered; retrain with mlflow.enabled: true")
