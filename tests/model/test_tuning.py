@@ -214,3 +214,10 @@ def test_new_validation_files_start_a_new_study_instead_of_resuming(world, tmp_p
     first = sorted(val.glob("*.json"))[0]
     first.write_text(first.read_text().replace("a ", "the ", 1))
     assert study_name("clip", identity(p, "clip")) != study_name("clip", identity(moved, "clip"))
+
+
+def test_a_storage_that_is_not_a_database_url_is_a_clear_error():
+    from compclip.errors import UserError
+
+    with pytest.raises(UserError, match="not an SQLAlchemy database URL"):
+        make_storage("reports/tune/study.db", 10, 60)

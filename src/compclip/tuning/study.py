@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from compclip.config import TuneConfig
@@ -43,6 +44,9 @@ def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna
         except ImportError as e:
             raise UserError(f"tune storage {url.split('://')[0]}://...: no database driver ({e}); for "
                             "postgresql install psycopg2-binary") from None
+        except sqlalchemy.exc.ArgumentError as e:
+            raise UserError(f"tune storage {url!r}: not an SQLAlchemy database URL ({e}); e.g. "
+                            "sqlite:///reports/tune/study/study.db or postgresql://user@host/db") from None
 
 
 def make_pruner(cfg: TuneConfig) -> optuna.pruners.BasePruner:
