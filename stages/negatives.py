@@ -1,4 +1,5 @@
-"""DVC stage negatives: manifest -> negatives.parquet (one row per caption and rule) + coverage summary."""
+"""DVC stage negatives: manifest -> negatives.parquet (one row per caption and rule) + coverage summary;
+on Dask workers when params `dask` asks (the same table either way)."""
 
 from pathlib import Path
 
@@ -8,4 +9,4 @@ from stages import run
 
 if __name__ == "__main__":
     p = params()
-    run(lambda: build_negatives(Path(p.ingest.out_dir) / "manifest.parquet", p.negatives, p.seed))
+    run(lambda: build_negatives(Path(p.ingest.out_dir) / "manifest.parquet", p.negatives, p.seed, p.dask))

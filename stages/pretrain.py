@@ -4,6 +4,7 @@
 from compclip.config import ConfigError, params
 from compclip.training.trainer import train
 from stages import run
+from stages.launch import maybe_torchrun
 
 
 def main():
@@ -14,4 +15,5 @@ def main():
 
 
 if __name__ == "__main__":
+    maybe_torchrun("stages.pretrain", [])
     run(main)

@@ -8,6 +8,7 @@ from compclip.config import params
 from compclip.training.trainer import train
 from compclip.tuning.best import BEST_FILE, apply_tuned
 from stages import run
+from stages.launch import maybe_torchrun
 
 
 def main(method: str) -> dict:
@@ -21,4 +22,5 @@ def main(method: str) -> dict:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m stages.train METHOD   (a key of params.yaml `methods`)")
+    maybe_torchrun("stages.train", sys.argv[1:])
     run(lambda: main(sys.argv[1]))

@@ -1,5 +1,6 @@
 """Real servers for integration tests, on 127.0.0.1 at free ports, started and stopped by the tests:
-an MLflow tracking server (sqlite backend) and a PostgreSQL cluster (when initdb is installed)."""
+an MLflow tracking server (sqlite backend), a Prefect server (sqlite) and its process workers, and a PostgreSQL
+cluster (when initdb is installed)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,61 @@ def postgres_server():
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def prefect_env(root: Path, api_url: str | None = None) -> dict[str, str]:
+    """The environment of Prefect processes in tests: their own PREFECT_HOME, no analytics, the venv first."""
+    env = {**os.environ, "PREFECT_HOME": str(root / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_LOGGING_LEVEL": "INFO"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@contextmanager
+def prefect_server(root: Path):
+    """`prefect server start` with a sqlite database under root; yields its API URL (…/api)."""
+    root.mkdir(parents=True, exist_ok=True)
+    port, log = free_port(), root / "prefect-server.log"
+    env = {**prefect_env(root), "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{root / 'prefect.db'}"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host",
+                                 "127.0.0.1", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+
+    def ready() -> bool:
+        try:
+            return urllib.request.urlopen(f"{api}/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        _wait(ready, proc, log, "prefect server", timeout=180)
+        yield api
+    finally:
+        _stop(proc)
+
+
+@contextmanager
+def prefect_worker(root: Path, api_url: str, pool: str, cwd: Path):
+    """A process worker polling `pool`; stopped with SIGINT (it ignores the first SIGTERM)."""
+    log = root / f"prefect-worker-{pool}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool,
+                                 "--type", "process", "--name", f"test-{pool}"], cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, env=prefect_env(root, api_url), start_new_session=True)
+    try:
+        time.sleep(1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect worker exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        yield log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -409,6 +409,14 @@ class RegisterConfig(Strict):
     max_zeroshot_drop: float = Field(0.02, ge=0, le=1)  # when both have a zero-shot accuracy
 
 
+class DaskConfig(Strict):
+    """Where the generation stages (negatives, positives) run their per-caption work. Execution only: the
+    tables are byte-identical with any setting, so no stage declares these as DVC params."""
+    workers: int = Field(0, ge=0)  # 0: in the stage's own process; N: a local Dask cluster of N processes
+    scheduler: str | None = None  # tcp://host:8786: an existing Dask cluster (workers is then ignored)
+    connect_timeout_s: float = Field(30, gt=0)
+
+
 class MlflowConfig(Strict):
     enabled: bool = True  # false (or COMPCLIP_MLFLOW=0): no tracking at all, e.g. on a machine without MLflow
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
@@ -435,6 +443,7 @@ class Params(Strict):
     tune: TuneConfig | None = None
     register_: RegisterConfig | None = Field(None, alias="register")  # `register` would shadow BaseModel.register
     mlflow: MlflowConfig = MlflowConfig()
+    dask: DaskConfig = DaskConfig()
 
     @field_validator("methods")
     @classmethod

@@ -77,7 +77,15 @@ def system_tags() -> dict[str, str]:
             "cpu_count": str(os.cpu_count()), "cuda": str(torch.cuda.is_available())}
     if torch.cuda.is_available():
         tags["gpu"] = torch.cuda.get_device_name(0)
-    return tags
+    return {**tags, **flow_tags()}
+
+
+FLOW_ENV = {"COMPCLIP_FLOW_RUN_ID": "compclip.flow_run_id", "COMPCLIP_FLOW_NAME": "compclip.flow_name"}
+
+
+def flow_tags() -> dict[str, str]:
+    """Set by a Prefect flow (flows/) for the stages it runs: the flow run's report links these runs."""
+    return {tag: os.environ[env] for env, tag in FLOW_ENV.items() if os.environ.get(env)}
 
 
 class NullRun:

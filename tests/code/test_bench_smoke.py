@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import REPO
 
-SCRIPTS = ["train_throughput.py", "method_step_time.py", "negatives_throughput.py", "gpu_check.py", "sweep.py"]
+SCRIPTS = ["train_throughput.py", "method_step_time.py", "negatives_throughput.py", "negatives_dask.py", "gpu_check.py",
+           "sweep.py"]
 
 
 def test_every_bench_script_is_covered():

@@ -88,7 +88,7 @@ def check_params(declared: dict[str, list[str]], reads: dict[str, set[str]]) -> 
 
     def execution_only(k):
         section, _, key = k.partition(".")
-        return section == "mlflow" or (section in ("train", "pretrain") and key in EXECUTION_ONLY) or \
+        return section in ("mlflow", "dask") or (section in ("train", "pretrain") and key in EXECUTION_ONLY) or \
             (section == "tune" and key in TUNE_EXECUTION_ONLY)
 
     problems = []

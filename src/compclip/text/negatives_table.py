@@ -2,16 +2,24 @@
 
 A caption's negatives depend only on its text and the settings (rules, filler, seed), so each unique
 caption is generated once, and a content-hash cache (sqlite) skips captions already done in an earlier
-run. Memory stays flat: one chunk of the manifest at a time.
+run. Two passes: the captions the cache lacks are generated (in this process, or sharded by content hash
+over Dask workers: params `dask`), then the table is written in manifest order from the cache alone, so
+it is byte-identical whatever the number of workers. Memory stays flat: one chunk of the manifest, and
+a bounded number of shards, at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import resource
 import sqlite3
+import time
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from compclip.config import NegativesConfig
+from compclip.config import DaskConfig, NegativesConfig
 from compclip.data.scenes import SceneChecker
 from compclip.errors import UserError
+from compclip.parallel import run_tasks
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller
 from compclip.text.negatives import Negative, generate
 from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
@@ -67,6 +76,14 @@ class CaptionCache:
             out.update({k: json.loads(v) for k, v in self.db.execute(q, part)})
         return out
 
+    def has_many(self, keys: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            out.update(k for (k,) in self.db.execute(
+                f"SELECT key FROM rows WHERE key IN ({','.join('?' * len(part))})", part))
+        return out
+
     def put_many(self, items: dict[str, list]) -> None:
         self.db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in items.items()])
@@ -74,8 +91,10 @@ class CaptionCache:
 
 
 def _filler(cfg: NegativesConfig, nlp, captions: list[str], seed: int):
+    """(filler, cache key): a lexicon travels to the workers whole; a fill-mask model by name (MLMSpec),
+    loaded once per process."""
     if cfg.filler == "mlm":
-        return MaskedLMFiller(cfg.mlm_model, cfg.mlm_top_k, cfg.mlm_rank), \
+        return MLMSpec(cfg.mlm_model, cfg.mlm_top_k, cfg.mlm_rank), \
             f"mlm|{cfg.mlm_model}|{cfg.mlm_top_k}|{cfg.mlm_rank}"
     sample = list(dict.fromkeys(captions))[:cfg.lexicon_sample]
     lex = LexiconFiller.from_tokens((tokens(d) for d in nlp.pipe(sample, batch_size=cfg.batch_size)), seed,
@@ -84,7 +103,93 @@ def _filler(cfg: NegativesConfig, nlp, captions: list[str], seed: int):
     return lex, f"lexicon|{digest}"
 
 
-def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
+@dataclass(frozen=True)
+class MLMSpec:
+    model: str
+    top_k: int
+    rank: int
+
+
+@lru_cache(maxsize=2)
+def _mlm(spec: MLMSpec) -> MaskedLMFiller:
+    return MaskedLMFiller(spec.model, spec.top_k, spec.rank)
+
+
+@dataclass(frozen=True)
+class Generator:
+    """Everything a process needs to turn captions into negatives (sent once to each Dask worker)."""
+    spacy_model: str
+    rules: tuple[str, ...]
+    seed: int
+    batch_size: int
+    filler: LexiconFiller | MLMSpec
+
+
+def generate_shard(shard: list[tuple[str, str]], gen: Generator) -> tuple[dict[str, list], dict]:
+    """(cache key, caption) pairs -> {key: rows}, and this process's peak memory (a Dask task, or in process).
+    A caption's rows depend on its text and the settings only, never on the other captions of the shard."""
+    nlp = load_spacy(gen.spacy_model)
+    filler = _mlm(gen.filler) if isinstance(gen.filler, MLMSpec) else gen.filler
+    key_of = dict((c, k) for k, c in shard)
+    rows: dict[str, list] = defaultdict(list)
+    for neg in generate(((c, c) for _, c in shard), nlp, filler, gen.seed, gen.rules, gen.batch_size):
+        rows[key_of[neg.caption]].append([neg.negative, neg.neg_type, neg.rule, neg.filler, neg.valid])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(rows), {"pid": os.getpid(), "peak_rss_mib": peak, "captions": len(shard)}
+
+
+def _shards(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, n_shards: int,
+            done: set[str], seen: list[int]) -> Iterator[list[tuple[str, str]]]:
+    """The captions the cache lacks, each once, bucketed by content hash into n_shards; a bucket goes out as
+    a shard when it holds chunk_size captions. The consumer adds the keys it has cached to `done`; they
+    leave `pending` (keys out or buffered) only at the next chunk, whose cache lookup then sees them."""
+    buckets: list[list[tuple[str, str]]] = [[] for _ in range(n_shards)]
+    pending: set[str] = set()
+    for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["caption", "split"]):
+        pending -= done
+        done.clear()
+        chunk = batch.to_pandas()
+        captions = chunk.loc[chunk["split"].isin(cfg.splits), "caption"].unique()
+        keys = {c: caption_key(settings, c) for c in captions}
+        seen[0] += len(keys)
+        cached = cache.has_many(list(keys.values()))
+        for c, k in keys.items():
+            if k in cached or k in pending:
+                continue
+            pending.add(k)
+            bucket = buckets[int(k[:8], 16) % n_shards]
+            bucket.append((k, c))
+            if len(bucket) >= cfg.chunk_size:
+                yield bucket[:]
+                bucket.clear()
+    yield from (b for b in buckets if b)
+
+
+def caption_key(settings: str, caption: str) -> str:
+    return hashlib.sha256(f"{settings}|{caption}".encode()).hexdigest()
+
+
+def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, gen: Generator,
+               dask: DaskConfig) -> dict:
+    """Generate every caption the cache lacks (in process, or sharded on Dask); count what was done."""
+    done: set[str] = set()
+    seen = [0]
+    workers: dict[int, float] = {}
+    generated = 0
+    n_shards = max(1, dask.workers) if not dask.scheduler else 64
+    with tqdm(desc="negatives: generate", unit="caption") as bar:
+        for rows, stats in run_tasks(generate_shard, _shards(source, cfg, settings, cache, n_shards, done, seen),
+                                     gen, dask):
+            cache.put_many(rows)
+            done.update(rows)
+            generated += len(rows)
+            workers[stats["pid"]] = max(workers.get(stats["pid"], 0), stats["peak_rss_mib"])
+            bar.update(len(rows))
+    return {"unique_captions_generated": generated, "cache_hits": seen[0] - generated,
+            "peak_rss_mib_per_process": sorted(round(v) for v in workers.values())}
+
+
+def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskConfig | None = None) -> dict:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     nlp = load_spacy(cfg.spacy_model)
@@ -95,31 +200,27 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
     settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model, code_version()])
     cache = CaptionCache(out_dir / "cache" / "captions.sqlite")
     checker = SceneChecker(cfg.scenes) if cfg.scenes and Path(cfg.scenes).exists() else None
+    gen = Generator(cfg.spacy_model, tuple(cfg.rules), seed, cfg.batch_size, filler)
+    started = time.perf_counter()
+    work = fill_cache(source, cfg, settings, cache, gen, dask or DaskConfig())
+    generated_at = time.perf_counter()
 
+    # the table, in manifest order, from the cache alone: the same bytes however the cache was filled
     counts: dict[str, Counter] = defaultdict(Counter)
     checks: dict[str, Counter] = defaultdict(Counter)
-    cached_hits = generated = 0
     family_counts: Counter = Counter()
     total_kept = 0
     whole_images = 0
     type_of: dict[str, str] = {}
     columns = ["sample_id", "caption", "image_path", "bbox_x", "split"]
     with pq.ParquetWriter(out_dir / "negatives.parquet", SCHEMA) as writer, \
-            tqdm(total=source.metadata.num_rows, desc="negatives", unit="caption") as bar:
+            tqdm(total=source.metadata.num_rows, desc="negatives: write", unit="caption") as bar:
         for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=columns):
             bar.update(batch.num_rows)
             chunk = batch.to_pandas()
             chunk = chunk[chunk["split"].isin(cfg.splits)]
-            keys = {c: hashlib.sha256(f"{settings}|{c}".encode()).hexdigest() for c in chunk["caption"].unique()}
+            keys = {c: caption_key(settings, c) for c in chunk["caption"].unique()}
             found = cache.get_many(list(keys.values()))
-            missing = [c for c, k in keys.items() if k not in found]
-            fresh: dict[str, list] = defaultdict(list)
-            for neg in generate(((c, c) for c in missing), nlp, filler, seed, cfg.rules, cfg.batch_size):
-                fresh[keys[neg.caption]].append([neg.negative, neg.neg_type, neg.rule, neg.filler, neg.valid])
-            cache.put_many(fresh)
-            found.update(fresh)
-            cached_hits += len(keys) - len(missing)
-            generated += len(missing)
             rows = []
             total_kept += len(chunk)
             for r in chunk.itertuples(index=False):
@@ -141,8 +242,9 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
                         family_counts[family] += families[family]
             writer.write_table(pa.Table.from_pylist([asdict(n) for n in rows], schema=SCHEMA))
 
-    summary = {"splits": cfg.splits, "captions": total_kept, "unique_captions_generated": generated,
-               "cache_hits": cached_hits, "filler": filler_key.split("|")[0],
+    summary = {"splits": cfg.splits, "captions": total_kept,
+               "unique_captions_generated": work["unique_captions_generated"], "cache_hits": work["cache_hits"],
+               "filler": filler_key.split("|")[0],
                "coverage": {rule: {"neg_type": type_of[rule], "valid": c["valid"],
                                    "placeholder": c["placeholder"],
                                    "fraction": round(c["valid"] / max(1, c["valid"] + c["placeholder"]), 4)}
@@ -153,4 +255,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int) -> dict:
         summary["scene_check"] = {rule: {**dict(c), "false_fraction": round(c["false"] / max(1, c["false"] + c["true"]), 4)}
                                   for rule, c in checks.items()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    # how it ran is not a result: printed by the stage, never in summary.json
+    return {**summary, "execution": {"dask": (dask or DaskConfig()).model_dump(),
+                                     "peak_rss_mib_per_process": work["peak_rss_mib_per_process"],
+                                     "generate_s": round(generated_at - started, 3),
+                                     "write_s": round(time.perf_counter() - generated_at, 3)}}
