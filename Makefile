@@ -43,6 +43,7 @@ test-fast: setup
 bench: setup
 	$(PY) bench/train_throughput.py --model compclip-tiny-rn --out bench/results/train_throughput_cpu.json
 	$(PY) bench/negatives_throughput.py --out bench/results/negatives_throughput_cpu.json
+	$(PY) bench/negatives_dask.py --out bench/results/negatives_dask_cpu.json
 	$(PY) bench/method_step_time.py --out bench/results/method_step_time_cpu.json
 
 clean:

@@ -11,14 +11,15 @@ import pytest
 from tests.conftest import REPO
 
 SCRIPTS = ["train_throughput.py", "method_step_time.py", "negatives_throughput.py", "negatives_dask.py", "gpu_check.py",
-           "sweep.py"]
+           "sweep.py", "flow_run.py"]
+COVERED_ELSEWHERE = {"sweep.py": "test_dvc_repro runs it", "flow_run.py": "test_flows runs the same path"}
 
 
 def test_every_bench_script_is_covered():
     assert sorted(p.name for p in (REPO / "bench").glob("*.py")) == sorted(SCRIPTS)
 
 
-@pytest.mark.parametrize("script", [s for s in SCRIPTS if s != "sweep.py"])  # sweep: test_dvc_repro runs it
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s not in COVERED_ELSEWHERE])
 def test_bench_script_smoke(script, tmp_path):
     out = tmp_path / "result.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

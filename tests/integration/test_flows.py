@@ -221,6 +221,7 @@ def test_a_transient_failure_is_retried_and_a_failed_validation_is_not(stack):
     env = {**prefect_env(root, api), "PYTHONPATH": str(repo)}
     flow = [sys.executable, "-m", "flows.generate", "--retries", "3"]
     # someone else's `dvc` holds the repo lock for a while: the first stage fails, then succeeds on retry
+    (repo / ".dvc/tmp").mkdir(exist_ok=True)
     lock = make_lock(str(repo / ".dvc/tmp/lock"), tmp_dir=str(repo / ".dvc/tmp"))
     lock.lock()
     threading.Timer(12, lock.unlock).start()
