@@ -18,7 +18,7 @@ DEFAULT_STAGE_TIMEOUT_S = 6 * 3600
 
 
 def run_stages(flow_name: str, targets: list[str], methods: list[str] | None, overrides: list[str] | None,
-               stage_timeout_s: float | None, retries: int | None, force: list[str] | None = None) -> list[dict]:
+               stage_timeout_s: float | None, retries: int | None) -> list[dict]:
     log = get_run_logger()
     root = repo_root()
     run_id, run_name = flow_run.get_id(), flow_run.get_name()
@@ -28,7 +28,7 @@ def run_stages(flow_name: str, targets: list[str], methods: list[str] | None, ov
     with workspace(root, methods, overrides, log, experiment) as ws:
         stages = plan(targets, root)  # after the overrides: `methods` decides the train@/evaluate@ stages
         log.info("stages, in DVC's order: %s", " -> ".join(stages))
-        results = [task(stage, str(root), stage_timeout_s, force=stage in (force or []), env=env) for stage in stages]
+        results = [task(stage, str(root), stage_timeout_s, env=env) for stage in stages]
         ws.stages.extend(results)
         publish(root, flow_name, run_id, results, ws.overrides, None if ws.nested or not ws.overrides else experiment)
     return results

@@ -61,8 +61,9 @@ def plan(targets: list[str], root: Path) -> list[str]:
     return order
 
 
-def stop(proc: subprocess.Popen, grace_s: float = GRACE_S) -> None:
+def stop(proc: subprocess.Popen, grace_s: float | None = None) -> None:
     """SIGTERM to DVC and the stage under it, SIGKILL to what is left after the grace period."""
+    grace_s = GRACE_S if grace_s is None else grace_s
     try:
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -136,12 +137,10 @@ def _worth_retrying(task, task_run, state) -> bool:
 
 @task(name="dvc-stage", task_run_name="{stage}", retries=2, retry_delay_seconds=exponential_backoff(10),
       retry_jitter_factor=0.5, retry_condition_fn=_worth_retrying, log_prints=True)
-def repro_stage(stage: str, root: str, timeout_s: float | None = None, force: bool = False,
-                env: dict[str, str] | None = None) -> dict:
+def repro_stage(stage: str, root: str, timeout_s: float | None = None, env: dict[str, str] | None = None) -> dict:
     """`dvc repro --single-item STAGE`: the flow runs stages in plan order, so its dependencies are done."""
     log = get_run_logger()
-    args = ["repro", "--single-item", stage, *(["--force"] if force else [])]
-    out = run_dvc(args, Path(root), timeout_s, env, log)
+    out = run_dvc(["repro", "--single-item", stage], Path(root), timeout_s, env, log)
     ran = f"Running stage '{stage}'" in out
     cached = f"Stage '{stage}' is cached" in out
     return {"stage": stage, "status": "ran" if ran else "restored from run cache" if cached else "up to date"}

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,10 +30,10 @@ from tqdm import tqdm
 from compclip.config import DaskConfig, NegativesConfig
 from compclip.data.scenes import SceneChecker
 from compclip.errors import UserError
-from compclip.parallel import run_tasks
+from compclip.parallel import engine
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller
 from compclip.text.negatives import Negative, generate
-from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
+from compclip.text.nlp import SPATIAL_NOUNS, Token, load_spacy, tokens
 
 # Which negatives test relations and which test attributes, across the rule families.
 FAMILY = {"relation": "relation", "replace_rel": "relation", "swap_obj": "relation",
@@ -90,15 +90,25 @@ class CaptionCache:
         self.db.commit()
 
 
-def _filler(cfg: NegativesConfig, nlp, captions: list[str], seed: int):
-    """(filler, cache key): a lexicon travels to the workers whole; a fill-mask model by name (MLMSpec),
-    loaded once per process."""
+def _tag_shard(shard: tuple[int, list[str]], spacy_model: str) -> tuple[int, list[list[tuple]]]:
+    """Tokens of a shard's captions, as plain tuples: they pickle several times faster than Token objects."""
+    nlp = load_spacy(spacy_model)
+    index, captions = shard
+    return index, [[astuple(t) for t in tokens(d)] for d in nlp.pipe(captions, batch_size=256)]
+
+
+def _filler(cfg: NegativesConfig, captions: list[str], seed: int, run) -> tuple[object, str]:
+    """(filler, cache key): a lexicon built from the first captions (tagged on the engine, in order), which
+    travels to the workers whole; or a fill-mask model by name (MLMSpec), loaded once per process."""
     if cfg.filler == "mlm":
         return MLMSpec(cfg.mlm_model, cfg.mlm_top_k, cfg.mlm_rank), \
             f"mlm|{cfg.mlm_model}|{cfg.mlm_top_k}|{cfg.mlm_rank}"
     sample = list(dict.fromkeys(captions))[:cfg.lexicon_sample]
-    lex = LexiconFiller.from_tokens((tokens(d) for d in nlp.pipe(sample, batch_size=cfg.batch_size)), seed,
-                                    exclude=SPATIAL_NOUNS)
+    step = max(1, min(cfg.chunk_size, -(-len(sample) // (2 * run.workers))))
+    shards = [(i, sample[i:i + step]) for i in range(0, len(sample), step)]
+    tagged = dict(run.map_unordered(_tag_shard, shards, cfg.spacy_model))
+    docs = ([Token(*t) for t in doc] for i, _ in shards for doc in tagged[i])
+    lex = LexiconFiller.from_tokens(docs, seed, exclude=SPATIAL_NOUNS)
     digest = hashlib.sha256(json.dumps(lex.words, sort_keys=True).encode()).hexdigest()[:16]
     return lex, f"lexicon|{digest}"
 
@@ -170,16 +180,15 @@ def caption_key(settings: str, caption: str) -> str:
 
 
 def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, gen: Generator,
-               dask: DaskConfig) -> dict:
+               run) -> dict:
     """Generate every caption the cache lacks (in process, or sharded on Dask); count what was done."""
     done: set[str] = set()
     seen = [0]
     workers: dict[int, float] = {}
     generated = 0
-    n_shards = max(1, dask.workers) if not dask.scheduler else 64
     with tqdm(desc="negatives: generate", unit="caption") as bar:
-        for rows, stats in run_tasks(generate_shard, _shards(source, cfg, settings, cache, n_shards, done, seen),
-                                     gen, dask):
+        for rows, stats in run.map_unordered(generate_shard, _shards(source, cfg, settings, cache, run.workers, done,
+                                                                     seen), gen):
             cache.put_many(rows)
             done.update(rows)
             generated += len(rows)
@@ -190,20 +199,24 @@ def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cach
 
 
 def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskConfig | None = None) -> dict:
+    dask = dask or DaskConfig()
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    nlp = load_spacy(cfg.spacy_model)
     source = pq.ParquetFile(manifest)
     require_columns(source, manifest, ["sample_id", "caption", "image_path", "bbox_x", "split"])
     first = source.read_row_group(0, columns=["caption"]).column("caption").to_pylist() if source.num_row_groups else []
-    filler, filler_key = _filler(cfg, nlp, first, seed)
-    settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model, code_version()])
     cache = CaptionCache(out_dir / "cache" / "captions.sqlite")
     checker = SceneChecker(cfg.scenes) if cfg.scenes and Path(cfg.scenes).exists() else None
-    gen = Generator(cfg.spacy_model, tuple(cfg.rules), seed, cfg.batch_size, filler)
-    started = time.perf_counter()
-    work = fill_cache(source, cfg, settings, cache, gen, dask or DaskConfig())
-    generated_at = time.perf_counter()
+    clock = {"start": time.perf_counter()}
+    with engine(dask) as run:
+        clock["engine_up"] = time.perf_counter()
+        filler, filler_key = _filler(cfg, first, seed, run)
+        clock["lexicon"] = time.perf_counter()
+        settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model, code_version()])
+        gen = Generator(cfg.spacy_model, tuple(cfg.rules), seed, cfg.batch_size, filler)
+        work = fill_cache(source, cfg, settings, cache, gen, run)
+        clock["generated"] = time.perf_counter()
+    clock["engine_down"] = time.perf_counter()
 
     # the table, in manifest order, from the cache alone: the same bytes however the cache was filled
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -256,7 +269,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
                                   for rule, c in checks.items()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     # how it ran is not a result: printed by the stage, never in summary.json
-    return {**summary, "execution": {"dask": (dask or DaskConfig()).model_dump(),
-                                     "peak_rss_mib_per_process": work["peak_rss_mib_per_process"],
-                                     "generate_s": round(generated_at - started, 3),
-                                     "write_s": round(time.perf_counter() - generated_at, 3)}}
+    clock["written"] = time.perf_counter()
+    phases = dict(zip(("engine_start_s", "lexicon_s", "generate_s", "engine_stop_s", "write_s"),
+                      (round(b - a, 3) for a, b in zip(list(clock.values()), list(clock.values())[1:]))))
+    return {**summary, "execution": {"dask": dask.model_dump(), **phases,
+                                     "peak_rss_mib_per_process": work["peak_rss_mib_per_process"]}}
