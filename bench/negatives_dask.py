@@ -57,16 +57,17 @@ def main() -> None:
     for _ in range(a.rounds):  # interleaved: the machine's noise hits both alike
         for w in (1, 2):
             runs[w].append(run(a.captions, w))
-    med = {w: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "generate_s", "write_s")}
-           for w, rs in runs.items()}
-    n = a.captions
-    print(f"{n} captions ({runs[1][0]['unique']} unique), CE-CLIP rules, lexicon filler, {a.rounds} interleaved "
-          "rounds (medians)")
+    keys = ("wall_s", *PHASES)
+    med = {w: {k: statistics.median(r[k] for r in rs) for k in keys} for w, rs in runs.items()}
+    n, unique = a.captions, runs[1][0]["unique"]
+    print(f"{n} captions ({unique} unique), CE-CLIP rules, lexicon filler built from all of them, {a.rounds} "
+          "interleaved rounds (medians, seconds)")
+    print(f"  {'workers':<8}" + "".join(f"{k.removesuffix('_s'):>14}" for k in keys))
     for w in (1, 2):
-        print(f"  {w} Dask worker(s): stage {n / med[w]['wall_s']:7.0f} captions/s   generation "
-              f"{runs[w][0]['unique'] / med[w]['generate_s']:7.0f} unique captions/s   (write pass {med[w]['write_s']:.1f} s)")
-    speedup = {"stage": med[1]["wall_s"] / med[2]["wall_s"], "generation": med[1]["generate_s"] / med[2]["generate_s"]}
-    print(f"  2 vs 1 workers: stage {speedup['stage']:.2f}x, generation {speedup['generation']:.2f}x")
+        print(f"  {w:<8}" + "".join(f"{med[w][k]:14.1f}" for k in keys))
+    speedup = {k.removesuffix("_s"): med[1][k] / med[2][k] for k in ("wall_s", "lexicon_s", "generate_s")}
+    print(f"  2 vs 1 workers: stage {speedup['wall']:.2f}x ({n / med[2]['wall_s']:.0f} vs {n / med[1]['wall_s']:.0f} "
+          f"captions/s), lexicon tagging {speedup['lexicon']:.2f}x, generation {speedup['generate']:.2f}x")
 
     sizes = [int(x) for x in a.memory.split(",") if x]
     memory = [run(m, 2) for m in sizes]
