@@ -240,3 +240,43 @@ def test_a_transient_failure_is_retried_and_a_failed_validation_is_not(stack):
     validate = next(t for t in task_runs(api, [str(run.id)]) if t.name == "validate")
     assert validate.state.type.value == "FAILED" and validate.run_count == 1
     assert "validate.max_words: 2" not in (repo / "params.yaml").read_text()  # put back
+
+
+EPHEMERAL_FLOW = """
+from prefect import flow
+from flows.common import run_stages
+
+@flow(name="compclip-hello")
+def hello():
+    return run_stages("hello", ["hello"], None, ["seed=7"], 120, 0)
+
+if __name__ == "__main__":
+    print(hello())
+"""
+
+
+def test_a_flow_runs_without_a_server_and_its_overrides_make_an_experiment(tmp_path):
+    """Ephemeral mode (no PREFECT_API_URL): a one-stage DVC repository, a run with an override: the stage sees
+    it, the run is saved as a DVC experiment, and params.yaml is put back."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "params.yaml").write_text((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"hello": {
+        "cmd": "python -c \"import yaml; open('out.txt', 'w').write(str(yaml.safe_load(open('params.yaml'))['seed']))\"",
+        "params": ["seed"], "outs": ["out.txt"]}}}))
+    (repo / "hello_flow.py").write_text(EPHEMERAL_FLOW)
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@t"]):
+        subprocess.run(cmd, cwd=repo, check=True)
+    dvc(repo, "init", "-q")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "hello"], cwd=repo, check=True)
+    before = (repo / "params.yaml").read_text()
+    env = {k: v for k, v in prefect_env(tmp_path).items() if k != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=f"{Path(__file__).resolve().parents[2]}", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90")
+    out = subprocess.run([sys.executable, "hello_flow.py"], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "'stage': 'hello', 'status': 'ran'" in out.stdout
+    assert (repo / "out.txt").read_text() == "7"
+    assert (repo / "params.yaml").read_text() == before
+    assert "hello-" in dvc(repo, "exp", "ls")
