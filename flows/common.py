@@ -27,6 +27,10 @@ def run_stages(flow_name: str, targets: list[str], methods: list[str] | None, ov
     task = repro_stage if retries is None else repro_stage.with_options(retries=retries)
     with workspace(root, methods, overrides, log, experiment) as ws:
         stages = plan(targets, root)  # after the overrides: `methods` decides the train@/evaluate@ stages
+        done = {s["stage"] for s in ws.stages}  # a subflow of the pipeline: its earlier subflows ran these
+        if skipped := [s for s in stages if s in done]:
+            log.info("done earlier in this pipeline run (the workspace lock was held since): %s", ", ".join(skipped))
+            stages = [s for s in stages if s not in done]
         log.info("stages, in DVC's order: %s", " -> ".join(stages))
         results = [task(stage, str(root), stage_timeout_s, env=env) for stage in stages]
         ws.stages.extend(results)

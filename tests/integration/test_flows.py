@@ -150,6 +150,7 @@ def test_deploy_all_then_a_worker_runs_cancels_and_resumes_the_pipeline(stack):
         assert {s.state.type.value for s in subs} == {"COMPLETED"} and len(subs) == 4
         tasks = task_runs(api, [str(s.id) for s in subs])
         names = {t.name for t in tasks}
+        assert len(names) == len(tasks)  # a stage runs once per pipeline run, not once per subflow
         assert {"synth", "validate", "tune", "train@clip", "evaluate@ce_clip", "compare", "register"} <= names
         assert not any(n.endswith("@negclip") for n in names)  # only the methods asked for
         assert {t.state.type.value for t in tasks} == {"COMPLETED"}
