@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -86,8 +87,6 @@ def run_dvc(args: list[str], root: Path, timeout_s: float | None, env: dict[str,
             log=None) -> str:
     """Run `dvc ARGS` in root, streaming its output to the log; return the output. Raises StageFailed,
     StageTimedOut or DvcFailed; stops the process (and its stage) on any exception, cancellation included."""
-    import threading
-
     env = {**os.environ, "TQDM_MININTERVAL": "30", **(env or {})}  # progress bars, but not one log line each
     proc = subprocess.Popen([dvc_executable(), *args], cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
