@@ -34,7 +34,8 @@ def run_stages(flow_name: str, targets: list[str], methods: list[str] | None, ov
         log.info("stages, in DVC's order: %s", " -> ".join(stages))
         results = [task(stage, str(root), stage_timeout_s, env=env) for stage in stages]
         ws.stages.extend(results)
-        publish(root, flow_name, run_id, results, ws.overrides, None if ws.nested or not ws.overrides else experiment)
+    # after the workspace closed: the experiment named in the report has been saved
+    publish(root, flow_name, run_id, results, ws.overrides, None if ws.nested or not ws.overrides else experiment)
     return results
 
 
