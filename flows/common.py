@@ -1,13 +1,14 @@
 """The body every compclip flow shares: hold the workspace, apply overrides, run the DVC stages the targets
-need (one task each, in DVC's order), save the experiment, publish the report. And the command line of
-`python -m flows.<name>` (no server needed: Prefect then runs the flow in ephemeral mode)."""
+need (one task each, in DVC's order), save the experiment, publish the report; `stage_flow` makes a flow
+of it for a list of targets. And the command line of `python -m flows.<name>` (no server needed: Prefect
+then runs the flow in ephemeral mode)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from prefect import get_run_logger
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.dvc_tasks import plan, repro_stage
@@ -39,8 +40,18 @@ def run_stages(flow_name: str, targets: list[str], methods: list[str] | None, ov
     return results
 
 
-def cli(flow, description: str) -> None:
-    ap = argparse.ArgumentParser(description=description)
+def stage_flow(name: str, targets: list[str], description: str):
+    """The Prefect flow `compclip-<name>`: the DVC stages `targets` need, with the parameters every flow takes."""
+    def run(methods: list[str] | None = None, overrides: list[str] | None = None,
+            stage_timeout_s: float = DEFAULT_STAGE_TIMEOUT_S, retries: int | None = None) -> list[dict]:
+        return run_stages(name, targets, methods, overrides, stage_timeout_s, retries)
+
+    run.__name__ = run.__qualname__ = name
+    return flow(run, name=f"compclip-{name}", description=description, log_prints=True)
+
+
+def cli(flow) -> None:
+    ap = argparse.ArgumentParser(description=flow.description)
     ap.add_argument("--methods", nargs="+", help="methods to train (default: params.yaml's `methods`)")
     ap.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="param override, as `dvc exp run -S` takes it (repeatable); the run is saved as a DVC experiment")

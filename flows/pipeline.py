@@ -29,4 +29,4 @@ def pipeline(methods: list[str] | None = None, overrides: list[str] | None = Non
 
 
 if __name__ == "__main__":
-    cli(pipeline, pipeline.__doc__)
+    cli(pipeline)

@@ -20,9 +20,10 @@ def mlflow_runs(root: Path, flow_run_id: str) -> tuple[str, list[dict]]:
     if not tracking.enabled(cfg):
         return "", []
     uri = tracking.USER_TRACKING_URI or cfg.tracking_uri
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_absolute():
-        uri = f"sqlite:///{root / uri.removeprefix('sqlite:///')}"
-        if not Path(uri.removeprefix("sqlite:///")).exists():
+    if uri.startswith("sqlite:///"):
+        db = root / uri.removeprefix("sqlite:///")  # relative to the repository (an absolute path stays as it is)
+        uri = f"sqlite:///{db}"
+        if not db.exists():  # no run was ever tracked: do not create a store just to look
             return uri, []
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(cfg.experiment)

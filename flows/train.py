@@ -1,19 +1,9 @@
 """Flow `compclip-train`: pretrain -> train@<method> -> evaluate@<method> for each method -> compare.
-`methods` picks the methods (as `-S methods=[...]`); the comparison table is the flow run's artifact."""
+`methods` picks the methods (the others are left out of the run); the comparison table is the flow run's artifact."""
 
-from prefect import flow
+from flows.common import cli, stage_flow
 
-from flows.common import DEFAULT_STAGE_TIMEOUT_S, cli, run_stages
-
-TARGETS = ["compare"]
-
-
-@flow(name="compclip-train", log_prints=True)
-def train(methods: list[str] | None = None, overrides: list[str] | None = None,
-          stage_timeout_s: float = DEFAULT_STAGE_TIMEOUT_S, retries: int | None = None) -> list[dict]:
-    """Fine-tune and evaluate the methods, and compare them."""
-    return run_stages("train", TARGETS, methods, overrides, stage_timeout_s, retries)
-
+train = stage_flow("train", ["compare"], "Fine-tune and evaluate the methods, and compare them.")
 
 if __name__ == "__main__":
-    cli(train, train.__doc__)
+    cli(train)

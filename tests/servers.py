@@ -45,28 +45,36 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def mlflow_server(root: Path):
-    """`mlflow server` with a sqlite backend and proxied artifacts; yields its http:// URI."""
-    root.mkdir(parents=True, exist_ok=True)
-    port, log = free_port(), root / "mlflow-server.log"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", str(root / "artifacts")]
+def _http_server(cmd: list[str], log: Path, health_url: str, what: str, env: dict | None = None,
+                 timeout: float = 120):
+    """Start cmd in its own session, wait until health_url answers 200, stop it (the whole group) at exit."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def ready() -> bool:
         try:
-            return urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200
+            return urllib.request.urlopen(health_url, timeout=2).status == 200
         except OSError:
             return False
 
     try:
-        _wait(ready, proc, log, "mlflow server")
-        yield uri
+        _wait(ready, proc, log, what, timeout)
+        yield
     finally:
         _stop(proc)
+
+
+@contextmanager
+def mlflow_server(root: Path):
+    """`mlflow server` with a sqlite backend and proxied artifacts; yields its http:// URI."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+           "--artifacts-destination", str(root / "artifacts")]
+    uri = f"http://127.0.0.1:{port}"
+    with _http_server(cmd, root / "mlflow-server.log", f"{uri}/health", "mlflow server"):
+        yield uri
 
 
 def postgres_bin() -> Path | None:
@@ -136,25 +144,12 @@ def prefect_env(root: Path, api_url: str | None = None) -> dict[str, str]:
 def prefect_server(root: Path):
     """`prefect server start` with a sqlite database under root; yields its API URL (…/api)."""
     root.mkdir(parents=True, exist_ok=True)
-    port, log = free_port(), root / "prefect-server.log"
+    port = free_port()
     env = {**prefect_env(root), "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{root / 'prefect.db'}"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host",
-                                 "127.0.0.1", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     api = f"http://127.0.0.1:{port}/api"
-
-    def ready() -> bool:
-        try:
-            return urllib.request.urlopen(f"{api}/health", timeout=2).status == 200
-        except OSError:
-            return False
-
-    try:
-        _wait(ready, proc, log, "prefect server", timeout=180)
+    with _http_server(cmd, root / "prefect-server.log", f"{api}/health", "prefect server", env, timeout=180):
         yield api
-    finally:
-        _stop(proc)
 
 
 @contextmanager
