@@ -7,4 +7,5 @@ from stages import run
 if __name__ == "__main__":
     c = params().ingest
     run(lambda: ingest([(s.captions, s.images, s.split) for s in c.coco], c.vg, c.cc3m, c.out_dir,
-                       c.max_caption_words, c.verify_images, c.hash_split))
+                       c.max_caption_words, c.verify_images, c.hash_split,
+                       c.max_quarantine_fraction))

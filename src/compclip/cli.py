@@ -15,9 +15,14 @@ def _ingest(a: argparse.Namespace) -> dict:
 
     if len(a.coco_captions) != len(a.coco_images):
         raise UserError("give one --coco-images for each --coco-captions (in the same order)")
-    coco = [(Path(c), Path(i), None) for c, i in zip(a.coco_captions, a.coco_images)]
+    if a.split and len(a.split) != len(a.coco_captions):
+        raise UserError(f"give one --split for each --coco-captions (in the same order; 'auto' takes it from "
+                        f"the file name): {len(a.split)} --split for {len(a.coco_captions)} --coco-captions")
+    splits = [None if s == "auto" else s for s in a.split] or [None] * len(a.coco_captions)
+    coco = [(Path(c), Path(i), s) for c, i, s in zip(a.coco_captions, a.coco_images, splits)]
     return ingest(coco, [Path(d) for d in a.vg_dir], [Path(p) for p in a.cc3m], Path(a.out),
-                  a.max_caption_words, not a.no_verify_images, {"val": a.val_fraction, "test": a.test_fraction})
+                  a.max_caption_words, not a.no_verify_images, {"val": a.val_fraction, "test": a.test_fraction},
+                  a.max_quarantine_fraction)
 
 
 def _negatives(a: argparse.Namespace) -> dict:
@@ -147,6 +152,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    """A fraction where 1 is allowed (a limit, not a split share)."""
+    return 1.0 if text.strip() in ("1", "1.0") else _fraction(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compclip", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="read COCO / Visual Genome / CC3M into a manifest + quarantine")
     ing.add_argument("--coco-captions", action="append", default=[], help="captions_<split>.json (repeatable)")
     ing.add_argument("--coco-images", action="append", default=[], help="image folder of the matching captions file")
+    ing.add_argument("--split", action="append", default=[],
+                     help="split of the matching captions file (train, val, test, ...; 'auto': from its name, "
+                          "captions_<split>[year].json); give one per --coco-captions or none")
     ing.add_argument("--vg-dir", action="append", default=[], help="Visual Genome folder (repeatable)")
     ing.add_argument("--cc3m", action="append", default=[], help="folder of img2dataset .tar shards, or one shard")
     ing.add_argument("--out", required=True)
@@ -161,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--no-verify-images", action="store_true", help="check existence only, do not decode")
     ing.add_argument("--val-fraction", type=_fraction, default=0.05, help="for sources without splits")
     ing.add_argument("--test-fraction", type=_fraction, default=0.0, help="for sources without splits")
+    ing.add_argument("--max-quarantine-fraction", type=_share, default=0.5,
+                     help="fail when a source loses more than this share of its records (or keeps none)")
     ing.set_defaults(fn=_ingest)
 
     neg = sub.add_parser("negatives", help="hard negatives for every caption of a manifest")

@@ -169,6 +169,9 @@ class IngestConfig(Strict):
     cc3m: list[Path] = []
     max_caption_words: int = Field(64, ge=1)
     verify_images: bool = True
+    # A source (captions file, VG folder, CC3M path) that loses more than this share to the quarantine, or
+    # keeps nothing, fails the stage: a wrong folder or format must not pass as a small dataset.
+    max_quarantine_fraction: float = Field(0.5, ge=0, le=1)
     # Sources without native splits (VG, CC3M) are split by a hash of the image key.
     hash_split: dict[Literal["val", "test"], float] = {"val": 0.05, "test": 0.0}
 

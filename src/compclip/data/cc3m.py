@@ -1,4 +1,7 @@
-"""CC3M as img2dataset writes it: webdataset shards of <key>.jpg / <key>.txt / <key>.json."""
+"""CC3M as img2dataset writes it: webdataset shards of <key>.jpg / <key>.txt / <key>.json.
+
+img2dataset numbers keys from 000000000 in every output folder, so a key names a sample only within its
+shard: the record key is `<shard path without .tar>/<key>`, unique across folders."""
 
 from __future__ import annotations
 
@@ -49,8 +52,9 @@ def read_cc3m(path: Path) -> Iterator[Candidate | Rejected]:
                     folder, _, name = m.name.rpartition("/")
                     stem, _, ext = name.partition(".")
                     samples.setdefault(f"{folder}/{stem}" if folder else stem, {})[ext.lower()] = m
+            prefix = str(shard)[:-len(".tar")]
             for key, parts in samples.items():
-                yield _sample(tar, shard, key, parts)
+                yield _sample(tar, shard, f"{prefix}/{key}", key, parts)
             if cut:
                 yield Rejected("cc3m", str(shard), "<end of shard>", "truncated_shard", cut)
 
@@ -73,11 +77,12 @@ def _members(tar: tarfile.TarFile, shard: Path) -> tuple[list[tarfile.TarInfo], 
     return members, None
 
 
-def _sample(tar: tarfile.TarFile, shard: Path, key: str, parts: dict[str, tarfile.TarInfo]) -> Candidate | Rejected:
+def _sample(tar: tarfile.TarFile, shard: Path, key: str, member_key: str,
+            parts: dict[str, tarfile.TarInfo]) -> Candidate | Rejected:
     file = str(shard)
     image_ext = next((e for e in IMAGE_EXTS if e in parts), None)
     if image_ext is None:
-        return Rejected("cc3m", file, key, "missing_image", f"no image member for key {key}")
+        return Rejected("cc3m", file, key, "missing_image", f"no image member for key {member_key}")
     caption: object = None
     try:
         if "txt" in parts:
@@ -89,11 +94,11 @@ def _sample(tar: tarfile.TarFile, shard: Path, key: str, parts: dict[str, tarfil
             caption = json.loads(tar.extractfile(parts["json"]).read()).get("caption")
     except UnicodeDecodeError as e:
         return Rejected("cc3m", file, key, "malformed_record",
-                        f"{key}: caption is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at position {e.start})")
+                        f"{member_key}: caption is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at position {e.start})")
     except (json.JSONDecodeError, AttributeError):
-        return Rejected("cc3m", file, key, "malformed_record", f"{key}.json is not a JSON object")
+        return Rejected("cc3m", file, key, "malformed_record", f"{member_key}.json is not a JSON object")
     except TAR_ERRORS as e:
-        return Rejected("cc3m", file, key, "truncated_shard", f"{key}: {type(e).__name__}: {e}")
+        return Rejected("cc3m", file, key, "truncated_shard", f"{member_key}: {type(e).__name__}: {e}")
     if caption is None:
         return Rejected("cc3m", file, key, "malformed_record", "no .txt member and no caption in .json")
     image_path = f"{shard}#{parts[image_ext].name}"

@@ -22,6 +22,7 @@ class Candidate:
     caption: object  # not yet checked to be a string
     split: str | None = None  # None: assigned by hash
     bbox: tuple[float, float, float, float] | None = None  # x, y, w, h
+    adjusted: str = ""  # what the reader changed to keep the record (e.g. "box_clipped"); counted by ingest
 
 
 # compclip's addition to a SugarCrepe-format folder: the test images that show held-out combinations
