@@ -189,9 +189,12 @@ class NegativesConfig(Strict):
     rules: NegativeRules = Field(default_factory=lambda: list(NEGATIVE_RULES), min_length=1)
     filler: Literal["lexicon", "mlm"] = "lexicon"
     mlm_model: str = "distilroberta-base"  # a hub name (needs the HF cache) or a local save_pretrained folder
-    mlm_top_k: int = Field(10, ge=1)
+    # predictions read per mask; the rank counts among those that pass the checks (fine tag, lemma, kind,
+    # verb use), so it is wider than the released code's top 10
+    mlm_top_k: int = Field(50, ge=1)
     mlm_rank: int = Field(3, ge=0)  # CE-CLIP keeps the 4th-ranked fill
-    lexicon_sample: int = Field(20000, ge=1)  # captions read to build the same-POS vocabulary
+    lexicon_sample: int = Field(20000, ge=1)  # captions read to build the corpus word table (tags, lemmas, verb use)
+    quality_sample: float = Field(0.02, ge=0, le=1)  # share of captions whose negatives are audited (summary.json)
     chunk_size: int = Field(2048, ge=1)
     batch_size: int = Field(256, ge=1)
     scenes: Path | None = None  # shapes world only: scenes.jsonl, to check negatives against scene graphs
@@ -264,6 +267,10 @@ class TrainConfig(Strict):
     resume: str | None = "latest"  # "latest", a checkpoint path, or null
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
+    # captions, negatives and positives longer than the model's text context: "truncate" (open_clip cuts
+    # them; counted in summary.json and MLflow) or "skip" (the caption's row, or that negative/positive, is
+    # left out; counted too)
+    long_captions: Literal["truncate", "skip"] = "truncate"
     # merge the tune stage's best values (tune.out_dir/best_params.yaml) into the tuned methods' runs
     use_tuned: bool = False
 

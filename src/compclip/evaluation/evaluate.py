@@ -8,6 +8,7 @@ import pandas as pd
 from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.metrics import accuracy_with_ci, retrieval_recall
 from compclip.evaluation.sugarcrepe import GROUPS, Item
+from compclip.text.context import over_context, same_after_cut
 
 
 def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], samples: int, confidence: float,
@@ -27,12 +28,21 @@ def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], sample
         pos = cache.text_matrix([it.caption for it in items])
         neg = cache.text_matrix([it.negative for it in items])
         correct = ((img * pos).sum(1) > (img * neg).sum(1)).numpy()
-        results[name] = {**accuracy_with_ci(correct, samples, confidence, seed), "skipped": skipped}
+        results[name] = {**accuracy_with_ci(correct, samples, confidence, seed), "skipped": skipped,
+                         "over_context": context_counts(cache.bundle.tokenizer, items)}
         if held_out:
             mask = np.array([it.image_path in held_out for it in items])
             results[name]["held_out"] = accuracy_with_ci(correct[mask], samples, confidence, seed)
             results[name]["seen"] = accuracy_with_ci(correct[~mask], samples, confidence, seed)
     return results
+
+
+def context_counts(tokenizer, items: list[Item]) -> dict[str, int]:
+    """Items with a text longer than the model's context (cut by the tokenizer), and those whose caption and
+    negative the cut makes identical: the model can only tie them, and a tie counts as wrong."""
+    captions, negatives = [it.caption for it in items], [it.negative for it in items]
+    over = over_context(tokenizer, captions) | over_context(tokenizer, negatives)
+    return {"items": int(over.sum()), "tied_by_cut": int(same_after_cut(tokenizer, captions, negatives).sum())}
 
 
 def group_means(per_file: dict) -> dict[str, float]:

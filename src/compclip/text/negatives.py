@@ -1,9 +1,13 @@
-"""Hard negatives from captions, rule by rule, on spaCy's coarse POS.
+"""Hard negatives from captions, rule by rule, on spaCy's POS and fine tags.
 
 Every rule returns, for one caption, either a finished negative, None (the caption lacks what the rule
 needs), or a Draft with one masked word for a filler. Drafts of a whole batch go to the filler at once.
 Each caption gets one row per rule, so batches stay rectangular: a rule that does not apply gives the
 placeholder '###' with valid=0 (CE-CLIP paper behaviour).
+
+What a rule may change, and what a replacement must satisfy, is in grammar.py (heads of noun phrases,
+adjectives that modify a noun, verbs with their use) and in the fillers' checks; every negative's
+articles are made to agree ("an cubicle" never leaves this module).
 
 Families (neg_type):
 - CE-CLIP: relation (swap two nouns), attribute (ADJ), object (NOUN), action (VERB) — positions 0..3.
@@ -18,10 +22,12 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from compclip.names import CE_CLIP_RULES, NEGATIVE_RULES, PLACEHOLDER
+from compclip.text import grammar
 from compclip.text.fillers import MASK, Filler, FillRequest
-from compclip.text.nlp import SPATIAL_NOUNS, Token, join, tokens
+from compclip.text.nlp import Token, join, tokens
 from compclip.errors import UserError
 
 CE_CLIP_TYPES = ("relation", "attribute", "object", "action")  # position k = type k
@@ -32,6 +38,8 @@ CONTRARY = {"left": "right", "right": "left", "above": "below", "below": "above"
             "behind": "in front of", "front": "back", "top": "bottom", "bottom": "top", "bigger": "smaller",
             "smaller": "bigger", "larger": "smaller", "near": "far from", "with": "without",
             "toward": "away from", "into": "out of", "up": "down", "down": "up"}
+# what a noun phrase is made of, left of its head: "three large wooden" + "boxes"
+_NP_TAGS = frozenset({"DT", "PDT", "CD", "PRP$", "JJ", "JJR", "JJS", "NN", "NNS", "HYPH"})
 
 
 @dataclass(frozen=True)
@@ -54,81 +62,183 @@ class Draft:
     request: FillRequest
 
 
+class Sentence(list):
+    """A caption's tokens with what several rules ask of them, worked out once per caption."""
+
+    @cached_property
+    def object_nouns(self) -> list[int]:
+        return [i for i in range(len(self)) if grammar.is_object_noun(self, i)]
+
+    @cached_property
+    def has_head(self) -> bool:
+        return any(grammar.is_head_noun(self, i) for i in range(len(self)))
+
+    @cached_property
+    def attributes(self) -> list[tuple[int, int]]:
+        """(adjective, the noun it modifies) for every attribute of a known kind."""
+        kinds = grammar.attribute_kinds()
+        out = []
+        for i, t in enumerate(self):
+            if t.text.lower() in kinds:
+                noun = grammar.modified_noun(self, i)
+                if noun is not None:
+                    out.append((i, noun))
+        return out
+
+    @cached_property
+    def verbs(self) -> list[int]:
+        return [i for i in range(len(self)) if grammar.is_action_verb(self, i)]
+
+    @cached_property
+    def content_lemmas(self) -> frozenset[str]:
+        return frozenset(t.lemma for t in self if t.pos in ("NOUN", "VERB", "ADJ", "PROPN"))
+
+
+def sentence(toks: list[Token]) -> Sentence:
+    return toks if isinstance(toks, Sentence) else Sentence(toks)
+
+
+class Draw:
+    """The rules' random choices for one caption and rule: seeded by both, so a caption gets the same negative
+    whatever batch it is in. A choice is a hash, far cheaper than seeding a Mersenne Twister per row; the
+    shuffles that need one get it lazily."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.value = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+        self._random: random.Random | None = None
+
+    def randrange(self, n: int) -> int:
+        return self.value % n
+
+    def shuffle(self, items: list) -> None:
+        if self._random is None:
+            self._random = random.Random(self.key)
+        self._random.shuffle(items)
+
+
 Result = "str | Draft | None"
 RuleFn = Callable[[list[Token], random.Random], Result]
 
 
-def _is_object_noun(t: Token) -> bool:
-    return t.pos == "NOUN" and t.text.isalpha() and t.text.lower() not in SPATIAL_NOUNS
-
-
-def _draft(toks: list[Token], i: int, pos: str, original: Token | None, insert: bool = False) -> Draft:
-    """Mask toks[i] (or insert a masked word before it)."""
-    mask = Token(MASK, pos, MASK, " " if insert else toks[i].ws)
+def _draft(toks: list[Token], i: int, pos: str, insert: bool = False, **request) -> Draft:
+    """Mask toks[i] (or insert a masked word before it); `request` adds the checks the filler applies."""
+    original = None if insert else toks[i]
+    mask = Token(MASK, pos, MASK, " " if insert else toks[i].ws, original.tag if original else request.pop("tag", ""))
     new = toks[:i] + [mask] + toks[i + (0 if insert else 1):]
-    req = FillRequest(join(new), original.text if original else "", original.lemma if original else "", pos)
+    avoid = sentence(toks).content_lemmas
+    req = FillRequest(join(new), original.text if original else "", original.lemma if original else "", pos,
+                      tag=mask.tag, avoid=avoid, **request)
     return Draft(tuple(new), i, req)
 
 
-def _swap(toks: list[Token], i: int, j: int) -> str:
-    out = list(toks)
-    out[i] = Token(toks[j].text, toks[j].pos, toks[j].lemma, toks[i].ws)
-    out[j] = Token(toks[i].text, toks[i].pos, toks[i].lemma, toks[j].ws)
-    return join(out)
+def _recase(before: list[Token], after: list[Token]) -> list[Token]:
+    """The sentence's first word capitalised as the caption's was; a word moved off the front lower-cased."""
+    out = list(after)
+    if not out or not before:
+        return out
+    for i, t in enumerate(out):
+        if i > 0 and t.text[:1].isupper() and t.pos != "PROPN" and t.text != "I" and t.text.lower() == before[0].text.lower():
+            out[i] = t._replace(text=t.text.lower())
+    if before[0].text[:1].isupper() and out[0].text[:1].islower():
+        out[0] = out[0]._replace(text=out[0].text[:1].upper() + out[0].text[1:])
+    return out
+
+
+def _finish(before: list[Token], after: list[Token]) -> str:
+    return join(grammar.fix_articles(_recase(before, after)))
 
 
 # --- swaps -------------------------------------------------------------------------------------------
 
 def _coordinated(toks: list[Token], i: int, j: int) -> bool:
-    """Nouns joined only by "and" ("a man and a woman"): swapping them keeps the meaning."""
+    """Nouns of one list ("a man and a woman", "broccoli, rice and chicken"): swapping them keeps the meaning."""
     between = toks[i + 1:j]
-    return any(t.text.lower() == "and" for t in between) and all(
-        t.text.lower() in ("and", ",") or t.pos in ("DET", "ADJ", "NUM") for t in between)
+    return any(t.text.lower() in ("and", "or", ",", "&") for t in between) and all(
+        t.text.lower() in ("and", "or", ",", "&") or t.tag in _NP_TAGS for t in between)
+
+
+def _of_joined(toks: list[Token], i: int, j: int) -> bool:
+    """"a slice of pizza": the two belong to one phrase; exchanging them makes no relation false."""
+    between = toks[i + 1:j]
+    return bool(between) and between[0].text.lower() == "of" and all(t.tag in _NP_TAGS for t in between[1:])
+
+
+def noun_phrase(toks: list[Token], head: int) -> tuple[int, int]:
+    """[start, end) of the noun phrase whose head is at `head`."""
+    start = head
+    while start > 0 and toks[start - 1].tag in _NP_TAGS and not grammar.is_head_noun(toks, start - 1):
+        start -= 1
+    return start, head + 1
+
+
+def _swap_spans(toks: list[Token], a: tuple[int, int], b: tuple[int, int]) -> list[Token]:
+    (a0, a1), (b0, b1) = a, b
+    first, second = toks[a0:a1], toks[b0:b1]
+    first = first[:-1] + [first[-1]._replace(ws=toks[b1 - 1].ws)]
+    second = second[:-1] + [second[-1]._replace(ws=toks[a1 - 1].ws)]
+    return toks[:a0] + second + toks[a1:b0] + first + toks[b1:]
 
 
 def swap_nouns(toks: list[Token], rng: random.Random | None = None) -> str | None:
-    """Exchange the first two nouns that differ ("a dog chasing a cat" -> "a cat chasing a dog").
-    Coordinated nouns ("a man and a woman") are skipped: that swap would be a hard positive."""
-    idx = [i for i, t in enumerate(toks) if _is_object_noun(t)]
-    for a, i in enumerate(idx):
-        for j in idx[a + 1:]:
-            if toks[j].text.lower() != toks[i].text.lower() and not _coordinated(toks, i, j):
-                return _swap(toks, i, j)
+    """Exchange the heads of the first two noun phrases that can be exchanged ("a dog chasing a cat" -> "a cat
+    chasing a dog"). Heads with the same fine tag are exchanged alone (their modifiers stay: CE-CLIP's noun
+    swap); a singular and a plural head are exchanged with their whole phrases, so that determiners and
+    numbers still agree. Not exchanged: nouns joined by "and" (the swap would be a hard positive), the parts
+    of "a slice of pizza", compound modifiers ("fire" of "fire truck"), two nouns with one lemma."""
+    heads = sentence(toks).object_nouns
+    for a, i in enumerate(heads):
+        for j in heads[a + 1:]:
+            if toks[i].lemma == toks[j].lemma or _coordinated(toks, i, j) or _of_joined(toks, i, j):
+                continue
+            if toks[i].tag == toks[j].tag:
+                out = list(toks)
+                out[i] = toks[j]._replace(ws=toks[i].ws)
+                out[j] = toks[i]._replace(ws=toks[j].ws)
+            else:
+                out = _swap_spans(toks, noun_phrase(toks, i), noun_phrase(toks, j))
+            return _finish(toks, out)
     return None
 
 
-def _noun_phrase_adjectives(toks: list[Token]) -> list[int]:
-    """Index of the adjective nearest each object noun (at most one per noun)."""
-    out = []
-    for n, t in enumerate(toks):
-        if _is_object_noun(t):
-            k = n - 1
-            while k >= 0 and toks[k].pos in ("ADJ", "NOUN", "VERB", "PROPN") and toks[k].pos != "ADJ":
-                k -= 1
-            if k >= 0 and toks[k].pos == "ADJ" and (not out or out[-1] != k):
-                out.append(k)
-    return out
-
-
 def swap_adjectives(toks: list[Token], rng: random.Random | None = None) -> str | None:
-    """Exchange the adjectives of two noun phrases ("a red cube and a blue ball" -> "a blue cube and a red ball")."""
-    adj = _noun_phrase_adjectives(toks)
-    j = next((j for j in adj[1:] if toks[j].text.lower() != toks[adj[0]].text.lower()), None)
-    return _swap(toks, adj[0], j) if j is not None else None
+    """Exchange the attributes of two noun phrases ("a red cube and a blue ball" -> "a blue cube and a red ball")."""
+    attrs = sentence(toks).attributes
+    for a, (i, ni) in enumerate(attrs):
+        for j, nj in attrs[a + 1:]:
+            if nj != ni and toks[j].text.lower() != toks[i].text.lower():
+                out = list(toks)
+                out[i] = toks[j]._replace(ws=toks[i].ws)
+                out[j] = toks[i]._replace(ws=toks[j].ws)
+                return _finish(toks, out)
+    return None
 
 
 # --- replacements (filled) ---------------------------------------------------------------------------
 
-def _replace(pos: str) -> RuleFn:
-    def rule(toks: list[Token], rng: random.Random) -> Draft | None:
-        cands = [i for i, t in enumerate(toks) if t.pos == pos and t.text.isalpha()
-                 and (pos != "NOUN" or _is_object_noun(t))]
-        if not cands:
-            return None
-        i = cands[rng.randrange(len(cands))]
-        return _draft(toks, i, pos, toks[i])
-    rule.__name__ = f"replace_{pos.lower()}"
-    return rule
+def replace_noun(toks: list[Token], rng: random.Random) -> Draft | None:
+    """A head noun of a specific thing, by another noun of the same fine tag."""
+    cands = sentence(toks).object_nouns
+    return _draft(toks, cands[rng.randrange(len(cands))], "NOUN") if cands else None
+
+
+def replace_adjective(toks: list[Token], rng: random.Random) -> Draft | None:
+    """An attribute (an adjective of a known kind that modifies a noun) by another of its kind."""
+    cands = [i for i, _ in sentence(toks).attributes]
+    if not cands:
+        return None
+    i = cands[rng.randrange(len(cands))]
+    kind, group = grammar.attribute_kinds()[toks[i].text.lower()]
+    return _draft(toks, i, "ADJ", kind=kind, group=group)
+
+
+def replace_verb(toks: list[Token], rng: random.Random) -> Draft | None:
+    """A verb by another of the same form that is used the same way (with or without a direct object)."""
+    cands = sentence(toks).verbs
+    if not cands:
+        return None
+    i = cands[rng.randrange(len(cands))]
+    return _draft(toks, i, "VERB", usage=grammar.usage(toks, i))
 
 
 def replace_relation(toks: list[Token], rng: random.Random) -> str | Draft | None:
@@ -138,30 +248,30 @@ def replace_relation(toks: list[Token], rng: random.Random) -> str | Draft | Non
         i = cands[rng.randrange(len(cands))]
         word = CONTRARY[toks[i].text.lower()]
         out = list(toks)
-        out[i] = Token(word, toks[i].pos, word, toks[i].ws)
-        return join(out)
-    return _replace("VERB")(toks, rng)
+        out[i] = Token(word, toks[i].pos, word, toks[i].ws, toks[i].tag)
+        return _finish(toks, out)
+    return replace_verb(toks, rng)
 
 
 def add_object(toks: list[Token], rng: random.Random) -> Draft | None:
     """"... and a <noun>" at the end of the caption."""
-    if not any(_is_object_noun(t) for t in toks):
+    if not sentence(toks).has_head:
         return None
     body = list(toks)
     while body and body[-1].pos == "PUNCT":
         body.pop()
-    body[-1] = Token(body[-1].text, body[-1].pos, body[-1].lemma, " ")
-    extra = [Token("and", "CCONJ", "and", " "), Token("a", "DET", "a", " "), Token("x", "NOUN", "x", "")]
+    body[-1] = body[-1]._replace(ws=" ")
+    extra = [Token("and", "CCONJ", "and", " ", "CC"), Token("a", "DET", "a", " ", "DT"), Token("x", "NOUN", "x", "", "NN")]
     new = body + extra
-    return _draft(new, len(new) - 1, "NOUN", None)
+    return _draft(new, len(new) - 1, "NOUN", insert=False)
 
 
 def add_attribute(toks: list[Token], rng: random.Random) -> Draft | None:
-    """An adjective before a noun that has none ("a dog" -> "a <adj> dog")."""
-    bare = [i for i, t in enumerate(toks) if _is_object_noun(t) and (i == 0 or toks[i - 1].pos not in ("ADJ",))]
+    """A colour before a head noun that has no adjective ("a dog" -> "a brown dog")."""
+    bare = [i for i in sentence(toks).object_nouns if i == 0 or toks[i - 1].tag in ("DT", "CD", "PRP$", "PDT")]
     if not bare:
         return None
-    return _draft(toks, bare[rng.randrange(len(bare))], "ADJ", None, insert=True)
+    return _draft(toks, bare[rng.randrange(len(bare))], "ADJ", insert=True, tag="JJ", kind="colour")
 
 
 # --- ARO order perturbations -------------------------------------------------------------------------
@@ -207,11 +317,11 @@ def shuffle_trigrams(toks: list[Token], rng: random.Random) -> str:
 
 _FUNCTIONS: dict[str, RuleFn] = {
     "swap_nouns": swap_nouns,
-    "replace_adj": _replace("ADJ"),
-    "replace_noun": _replace("NOUN"),
-    "replace_verb": _replace("VERB"),
-    "sc_replace_obj": _replace("NOUN"),
-    "sc_replace_att": _replace("ADJ"),
+    "replace_adj": replace_adjective,
+    "replace_noun": replace_noun,
+    "replace_verb": replace_verb,
+    "sc_replace_obj": replace_noun,
+    "sc_replace_att": replace_adjective,
     "sc_replace_rel": replace_relation,
     "sc_swap_obj": swap_nouns,
     "sc_swap_att": swap_adjectives,
@@ -227,18 +337,8 @@ assert list(_FUNCTIONS) == list(NEGATIVE_RULES), "names.NEGATIVE_RULES and the r
 RULES: dict[str, tuple[str, RuleFn]] = {rule: (NEGATIVE_RULES[rule], fn) for rule, fn in _FUNCTIONS.items()}
 
 
-def _rng(seed: int, caption: str, rule: str) -> random.Random:
-    """Per caption and rule: the same caption gets the same negative whatever batch it is in."""
-    return random.Random(hashlib.sha256(f"{seed}|{rule}|{caption}".encode()).digest())
-
-
-def _fix_article(toks: list[Token], i: int) -> None:
-    """a/an before a filled-in word ("a orange truck" -> "an orange truck")."""
-    if i > 0 and toks[i - 1].text.lower() in ("a", "an"):
-        want = "an" if toks[i].text[:1].lower() in "aeiou" else "a"
-        prev = toks[i - 1]
-        text = want.capitalize() if prev.text[:1].isupper() else want
-        toks[i - 1] = Token(text, prev.pos, prev.lemma, prev.ws, prev.tag)
+def _rng(seed: int, caption: str, rule: str) -> Draw:
+    return Draw(f"{seed}|{rule}|{caption}")
 
 
 def _same_text(a: str, b: str) -> bool:
@@ -249,18 +349,32 @@ def _case_like(word: str, original: str) -> str:
     return word.capitalize() if original[:1].isupper() else word
 
 
-def generate(samples: Iterable[tuple[str, str]], nlp, filler: Filler, seed: int,
-             rules: Iterable[str] = CE_CLIP_RULES, batch_size: int = 256) -> Iterator[Negative]:
-    """One row per (sample, rule), in sample order then rule order; fills batched in one filler call."""
-    samples, rules = list(samples), list(rules)
+def check_rules(rules: Iterable[str]) -> list[str]:
+    rules = list(rules)
     unknown = [r for r in rules if r not in RULES]
     if unknown:
         raise UserError(f"unknown negative rules {unknown}; known: {list(RULES)}")
+    return rules
+
+
+def generate(samples: Iterable[tuple[str, str]], nlp, filler: Filler, seed: int,
+             rules: Iterable[str] = CE_CLIP_RULES, batch_size: int = 256) -> Iterator[Negative]:
+    """One row per (sample, rule), in sample order then rule order; fills batched in one filler call."""
+    samples, rules = list(samples), check_rules(rules)
+    docs = nlp.pipe((c for _, c in samples), batch_size=batch_size)
+    return from_tokens(((sid, c, tokens(d)) for (sid, c), d in zip(samples, docs)), filler, seed, rules)
+
+
+def from_tokens(parsed: Iterable[tuple[str, str, list[Token]]], filler: Filler, seed: int,
+                rules: Iterable[str] = CE_CLIP_RULES) -> Iterator[Negative]:
+    """generate() on captions parsed already: (sample id, caption, tokens)."""
+    rules = check_rules(rules)
+    samples: list[tuple[str, str]] = []
     rows: list[list[Negative | None]] = []
     pending: list[tuple[int, int, Draft]] = []
-    docs = nlp.pipe((c for _, c in samples), batch_size=batch_size)
-    for n, ((sid, caption), doc) in enumerate(zip(samples, docs)):
-        toks = tokens(doc)
+    for n, (sid, caption, toks) in enumerate(parsed):
+        samples.append((sid, caption))
+        toks = Sentence(toks)
         has_words = any(t.text.isalpha() for t in toks)  # punctuation-only or empty: nothing to perturb
         row: list[Negative | None] = []
         for k, rule in enumerate(rules):
@@ -284,9 +398,8 @@ def generate(samples: Iterable[tuple[str, str]], nlp, filler: Filler, seed: int,
             continue
         toks = list(d.toks)
         original = d.request.original or (toks[d.index + 1].text if d.index + 1 < len(toks) else "")
-        toks[d.index] = Token(_case_like(word, original), d.request.pos, word, toks[d.index].ws)
-        _fix_article(toks, d.index)
-        text = join(toks)
+        toks[d.index] = Token(_case_like(word, original), d.request.pos, word, toks[d.index].ws, d.request.tag)
+        text = join(grammar.fix_articles(toks))
         valid = int(not _same_text(text, caption))
         rows[n][k] = Negative(sid, caption, text if valid else PLACEHOLDER, neg_type, rules[k], filler.name, valid)
     for row in rows:

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,9 +31,10 @@ from compclip.config import DaskConfig, NegativesConfig
 from compclip.data.scenes import SceneChecker
 from compclip.errors import UserError
 from compclip.parallel import engine
-from compclip.text.fillers import LexiconFiller, MaskedLMFiller
-from compclip.text.negatives import Negative, generate
+from compclip.text.fillers import LexiconFiller, MaskedLMFiller, WordTable
+from compclip.text.negatives import Negative, from_tokens
 from compclip.text.nlp import SPATIAL_NOUNS, Token, load_spacy, tokens
+from compclip.text.quality import QualityReport, audit, audited
 
 # Which negatives test relations and which test attributes, across the rule families.
 FAMILY = {"relation": "relation", "replace_rel": "relation", "swap_obj": "relation",
@@ -46,11 +47,12 @@ def code_version() -> str:
     """A digest of the code that turns a caption into negatives: a cached row is reused only if it matches,
     so a changed rule never serves stale negatives from an earlier run."""
     from compclip import names
-    from compclip.text import fillers, negatives, nlp
+    from compclip.text import fillers, grammar, negatives, nlp, quality
 
     h = hashlib.sha256()
-    for module in (negatives, fillers, nlp, names):
+    for module in (negatives, fillers, grammar, quality, nlp, names):
         h.update(Path(module.__file__).read_bytes())
+    h.update((Path(grammar.__file__).parent / "lexicon" / "word_groups.json").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -91,26 +93,22 @@ class CaptionCache:
 
 
 def _tag_shard(shard: tuple[int, list[str]], spacy_model: str) -> tuple[int, list[list[tuple]]]:
-    """Tokens of a shard's captions, as plain tuples: they pickle several times faster than Token objects."""
+    """Tokens of a shard's captions (named tuples: they pickle fast to and from Dask workers)."""
     nlp = load_spacy(spacy_model)
     index, captions = shard
-    return index, [[astuple(t) for t in tokens(d)] for d in nlp.pipe(captions, batch_size=256)]
+    return index, [tokens(d) for d in nlp.pipe(captions, batch_size=256)]
 
 
-def _filler(cfg: NegativesConfig, captions: list[str], seed: int, run) -> tuple[object, str]:
-    """(filler, cache key): a lexicon built from the first captions (tagged on the engine, in order), which
-    travels to the workers whole; or a fill-mask model by name (MLMSpec), loaded once per process."""
-    if cfg.filler == "mlm":
-        return MLMSpec(cfg.mlm_model, cfg.mlm_top_k, cfg.mlm_rank), \
-            f"mlm|{cfg.mlm_model}|{cfg.mlm_top_k}|{cfg.mlm_rank}"
+def _word_table(cfg: NegativesConfig, captions: list[str], run) -> tuple[WordTable, dict[str, list[tuple]]]:
+    """The corpus word table from the first `lexicon_sample` unique captions (tagged on the engine), and their
+    tokens, which the generation pass reuses instead of parsing them again."""
     sample = list(dict.fromkeys(captions))[:cfg.lexicon_sample]
     step = max(1, min(cfg.chunk_size, -(-len(sample) // (2 * run.workers))))
     shards = [(i, sample[i:i + step]) for i in range(0, len(sample), step)]
     tagged = dict(run.map_unordered(_tag_shard, shards, cfg.spacy_model))
-    docs = ([Token(*t) for t in doc] for i, _ in shards for doc in tagged[i])
-    lex = LexiconFiller.from_tokens(docs, seed, exclude=SPATIAL_NOUNS)
-    digest = hashlib.sha256(json.dumps(lex.words, sort_keys=True).encode()).hexdigest()[:16]
-    return lex, f"lexicon|{digest}"
+    parsed = {c: toks for i, part in shards for c, toks in zip(part, tagged[i])}
+    table = WordTable.from_tokens((parsed[c] for c in sample), exclude=SPATIAL_NOUNS)
+    return table, parsed
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class MLMSpec:
 
 @lru_cache(maxsize=2)
 def _mlm(spec: MLMSpec) -> MaskedLMFiller:
-    return MaskedLMFiller(spec.model, spec.top_k, spec.rank)
+    return MaskedLMFiller(spec.model, WordTable(), spec.top_k, spec.rank)
 
 
 @dataclass(frozen=True)
@@ -132,27 +130,49 @@ class Generator:
     rules: tuple[str, ...]
     seed: int
     batch_size: int
-    filler: LexiconFiller | MLMSpec
+    table: WordTable
+    mlm: MLMSpec | None  # None: the lexicon filler
+    quality_sample: float
+
+    def filler(self):
+        if self.mlm is None:
+            return LexiconFiller(self.table, self.seed)
+        f = _mlm(self.mlm)
+        f.table = self.table  # the model is loaded once per process; the checks follow this run's corpus
+        return f
 
 
-def generate_shard(shard: list[tuple[str, str]], gen: Generator) -> tuple[dict[str, list], dict]:
-    """(cache key, caption) pairs -> {key: rows}, and this process's peak memory (a Dask task, or in process).
-    A caption's rows depend on its text and the settings only, never on the other captions of the shard."""
+def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) -> tuple[dict[str, list], dict]:
+    """(cache key, caption, tokens or None) -> {key: rows}, and this process's peak memory (a Dask task, or in
+    process). Captions without tokens are parsed here. A caption's rows depend on its text and the settings
+    only, never on the other captions of the shard. Each row: negative, neg_type, rule, filler, valid, and
+    the quality audit (check -> passed) for the stable share of captions that is audited, else None."""
     nlp = load_spacy(gen.spacy_model)
-    filler = _mlm(gen.filler) if isinstance(gen.filler, MLMSpec) else gen.filler
-    key_of = dict((c, k) for k, c in shard)
+    todo = [c for _, c, toks in shard if toks is None]
+    fresh = dict(zip(todo, (tokens(d) for d in nlp.pipe(todo, batch_size=gen.batch_size))))
+    parsed = [(k, c, fresh[c] if toks is None else toks) for k, c, toks in shard]
     rows: dict[str, list] = defaultdict(list)
-    for neg in generate(((c, c) for _, c in shard), nlp, filler, gen.seed, gen.rules, gen.batch_size):
-        rows[key_of[neg.caption]].append([neg.negative, neg.neg_type, neg.rule, neg.filler, neg.valid])
+    to_audit: list[tuple[str, list[Token], int]] = []
+    toks_of = {k: toks for k, _, toks in parsed}
+    sampled = {k for k, c, _ in parsed if audited(c, gen.seed, gen.quality_sample)}
+    for neg in from_tokens(((k, c, toks) for k, c, toks in parsed), gen.filler(), gen.seed, gen.rules):
+        row = [neg.negative, neg.neg_type, neg.rule, neg.filler, neg.valid, None]
+        if neg.valid and neg.sample_id in sampled:
+            to_audit.append((neg.sample_id, row))
+        rows[neg.sample_id].append(row)
+    negatives = [row[0] for _, row in to_audit]
+    for (key, row), doc in zip(to_audit, nlp.pipe(negatives, batch_size=gen.batch_size)):
+        row[5] = audit(toks_of[key], tokens(doc), row[1], gen.table)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(rows), {"pid": os.getpid(), "peak_rss_mib": peak, "captions": len(shard)}
 
 
 def _shards(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, n_shards: int,
-            done: set[str], seen: list[int]) -> Iterator[list[tuple[str, str]]]:
+            done: set[str], seen: list[int], parsed: dict[str, list]) -> Iterator[list[tuple[str, str, list | None]]]:
     """The captions the cache lacks, each once, bucketed by content hash into n_shards; a bucket goes out as
     a shard when it holds chunk_size captions. The consumer adds the keys it has cached to `done`; they
-    leave `pending` (keys out or buffered) only at the next chunk, whose cache lookup then sees them."""
+    leave `pending` (keys out or buffered) only at the next chunk, whose cache lookup then sees them.
+    A caption tagged for the word table goes out with its tokens (taken from `parsed`: parsed once)."""
     buckets: list[list[tuple[str, str]]] = [[] for _ in range(n_shards)]
     pending: set[str] = set()
     for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["caption", "split"]):
@@ -168,7 +188,7 @@ def _shards(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: 
                 continue
             pending.add(k)
             bucket = buckets[int(k[:8], 16) % n_shards]
-            bucket.append((k, c))
+            bucket.append((k, c, parsed.pop(c, None)))
             if len(bucket) >= cfg.chunk_size:
                 yield bucket[:]
                 bucket.clear()
@@ -180,7 +200,7 @@ def caption_key(settings: str, caption: str) -> str:
 
 
 def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, gen: Generator,
-               run) -> dict:
+               run, parsed: dict[str, list]) -> dict:
     """Generate every caption the cache lacks (in process, or sharded on Dask); count what was done."""
     done: set[str] = set()
     seen = [0]
@@ -188,7 +208,7 @@ def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cach
     generated = 0
     with tqdm(desc="negatives: generate", unit="caption") as bar:
         for rows, stats in run.map_unordered(generate_shard, _shards(source, cfg, settings, cache, run.workers, done,
-                                                                     seen), gen):
+                                                                     seen, parsed), gen):
             cache.put_many(rows)
             done.update(rows)
             generated += len(rows)
@@ -210,17 +230,22 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
     clock = {"start": time.perf_counter()}
     with engine(dask) as run:
         clock["engine_up"] = time.perf_counter()
-        filler, filler_key = _filler(cfg, first, seed, run)
+        table, parsed = _word_table(cfg, first, run)
         clock["lexicon"] = time.perf_counter()
-        settings = json.dumps([cfg.rules, filler_key, seed, cfg.spacy_model, code_version()])
-        gen = Generator(cfg.spacy_model, tuple(cfg.rules), seed, cfg.batch_size, filler)
-        work = fill_cache(source, cfg, settings, cache, gen, run)
+        mlm = MLMSpec(cfg.mlm_model, cfg.mlm_top_k, cfg.mlm_rank) if cfg.filler == "mlm" else None
+        filler_key = f"mlm|{cfg.mlm_model}|{cfg.mlm_top_k}|{cfg.mlm_rank}" if mlm else "lexicon"
+        settings = json.dumps([cfg.rules, filler_key, table.digest(), seed, cfg.spacy_model, cfg.quality_sample,
+                               code_version()])
+        gen = Generator(cfg.spacy_model, tuple(cfg.rules), seed, cfg.batch_size, table, mlm, cfg.quality_sample)
+        work = fill_cache(source, cfg, settings, cache, gen, run, parsed)
+        del parsed
         clock["generated"] = time.perf_counter()
     clock["engine_down"] = time.perf_counter()
 
     # the table, in manifest order, from the cache alone: the same bytes however the cache was filled
     counts: dict[str, Counter] = defaultdict(Counter)
     checks: dict[str, Counter] = defaultdict(Counter)
+    quality = QualityReport()
     family_counts: Counter = Counter()
     total_kept = 0
     whole_images = 0
@@ -239,11 +264,13 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
             for r in chunk.itertuples(index=False):
                 whole_image = pd.isna(r.bbox_x)  # region phrases describe a crop, not the scene
                 from_rules = found[keys[r.caption]]
-                exact = [(n, t, rule, "", v) for n, t, rule, v in
+                exact = [(n, t, rule, "", v, None) for n, t, rule, v in
                          checker.exact(r.image_path, r.caption, seed, r.sample_id)] if checker and whole_image else []
                 families: dict[str, int] = defaultdict(int)
-                for negative, neg_type, rule, filler_name, valid in from_rules + exact:
+                for negative, neg_type, rule, filler_name, valid, verdict in from_rules + exact:
                     rows.append(Negative(r.sample_id, r.caption, negative, neg_type, rule, filler_name, valid))
+                    if verdict:
+                        quality.add(rule, verdict)
                     counts[rule]["valid" if valid else "placeholder"] += 1
                     type_of[rule] = neg_type
                     families[FAMILY.get(neg_type, neg_type)] |= valid
@@ -263,7 +290,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
                                    "fraction": round(c["valid"] / max(1, c["valid"] + c["placeholder"]), 4)}
                             for rule, c in counts.items()},
                "whole_image_captions_with_a_negative_of_family": {f: round(n / max(1, whole_images), 4)
-                                                                  for f, n in family_counts.items()}}
+                                                                  for f, n in family_counts.items()},
+               "quality": {"sample": cfg.quality_sample, "rules": quality.as_dict()}}
     if checker:
         summary["scene_check"] = {rule: {**dict(c), "false_fraction": round(c["false"] / max(1, c["false"] + c["true"]), 4)}
                                   for rule, c in checks.items()}

@@ -3,8 +3,8 @@ needed by any rule and cost half the time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from compclip.errors import UserError
 
@@ -27,8 +27,9 @@ def load_spacy(name: str = DEFAULT_SPACY):
                         f"installs {DEFAULT_SPACY!r}; set the spacy_model param to an installed pipeline") from None
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
+    """A named tuple: built, copied and pickled (to Dask workers) at tuple speed."""
+
     text: str
     pos: str
     lemma: str
@@ -36,8 +37,19 @@ class Token:
     tag: str = ""  # fine-grained (Penn) tag, e.g. VBN for "striped"
 
 
+_LOWERCASE_PROPER = {"NNP": "NN", "NNPS": "NNS"}
+
+
 def tokens(doc) -> list[Token]:
-    return [Token(t.text, t.pos_, t.lemma_.lower(), t.whitespace_, t.tag_) for t in doc]
+    """spaCy's tokens as compclip reads them. A lower-case word tagged as a proper noun ("orange cross",
+    "cyan circle", CC3M's lower-cased captions) is a tagger slip: it is read as a common noun."""
+    out = []
+    for t in doc:
+        text, pos, tag = t.text, t.pos_, t.tag_
+        if pos == "PROPN" and text.islower():
+            pos, tag = "NOUN", _LOWERCASE_PROPER.get(tag, "NN")
+        out.append(Token(text, pos, t.lemma_.lower(), t.whitespace_, tag))
+    return out
 
 
 def join(toks: list[Token]) -> str:

@@ -18,6 +18,7 @@ from compclip.data.images import open_image
 from compclip.errors import UserError
 from compclip.hashing import stable_int, stable_unit
 from compclip.names import PLACEHOLDER
+from compclip.text.context import context_length, over_context
 
 
 def load_image(row) -> Image.Image:
@@ -56,6 +57,37 @@ def positive_texts(path: Path, rows: pd.DataFrame, ratio: float, seed: int) -> t
             chosen[sid] = g["positive"].iloc[stable_int(f"{seed}|positive|{sid}") % len(g)]
     texts = [chosen.get(sid, PLACEHOLDER) for sid in rows["sample_id"]]
     return texts, torch.tensor([sid in chosen for sid in rows["sample_id"]])
+
+
+def fit_to_context(tokenizer, rows: pd.DataFrame, negatives, positives, policy: str):
+    """Count the texts the tokenizer would cut at its context length; with policy "skip", drop the captions
+    (their rows) and mask out the negatives and positives that are too long instead of training on a cut.
+    Returns (rows, negatives, positives, report)."""
+    over_caption = over_context(tokenizer, rows["caption"].tolist())
+    report = {"context_length": context_length(tokenizer), "policy": policy,
+              "captions_over": int(over_caption.sum()), "negatives_over": 0, "positives_over": 0, "rows_skipped": 0}
+    if negatives is not None:
+        texts, valid = negatives
+        k = len(texts[0]) if texts else 0
+        over = torch.from_numpy(over_context(tokenizer, [t for row in texts for t in row]).reshape(len(texts), k))
+        report["negatives_over"] = int((over & valid).sum())
+        if policy == "skip":
+            negatives = (texts, valid & ~over)
+    if positives is not None:
+        texts, mask = positives
+        over = torch.from_numpy(over_context(tokenizer, texts))
+        report["positives_over"] = int((over & mask).sum())
+        if policy == "skip":
+            positives = (texts, mask & ~over)
+    if policy == "skip" and over_caption.any():
+        keep = ~over_caption
+        report["rows_skipped"] = int(over_caption.sum())
+        rows = rows[keep].reset_index(drop=True)
+        if negatives is not None:
+            negatives = ([t for t, k in zip(negatives[0], keep) if k], negatives[1][torch.from_numpy(keep)])
+        if positives is not None:
+            positives = ([t for t, k in zip(positives[0], keep) if k], positives[1][torch.from_numpy(keep)])
+    return rows, negatives, positives, report
 
 
 @dataclass

@@ -26,7 +26,7 @@ from compclip.losses import build_loss, settings
 from compclip.models.checkpoint import checkpoints_newest_first, load_checkpoint, save_checkpoint
 from compclip.models.factory import batchnorm_layers, create, resolve_device
 from compclip.training import distributed
-from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate,
+from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, fit_to_context,
                                     negative_texts, positive_texts)
 from compclip.training.optim import param_groups, warmup_cosine
 from compclip.training.step import forward_backward
@@ -165,18 +165,21 @@ def training_files(p: Params, needs: set[str]) -> dict[str, list[Path]]:
     return files
 
 
-def _training_data(p: Params, needs: set[str], rows, bundle, seed: int):
-    """The tables a method reads, tokenized; and their digests for the resume fingerprint."""
+def _training_data(p: Params, cfg: TrainConfig, needs: set[str], rows, bundle, seed: int):
+    """The tables a method reads, fitted to the text context and tokenized; their digests for the resume
+    fingerprint; and how many texts were over the context."""
     files = training_files(p, needs)
     negatives = positives = groups = None
     if files["negatives"]:
         negatives = negative_texts(files["negatives"][0], rows, p.loss.negative_rules)
     if files["positives"]:
         positives = positive_texts(files["positives"][0], rows, p.loss.hard_positive.positive_ratio, seed)
+    rows, negatives, positives, context = fit_to_context(bundle.tokenizer, rows, negatives, positives,
+                                                         cfg.long_captions)
     if files["groups"]:
         groups = ConceptGroups.load(files["groups"][0].parent, rows, seed)
     items = TrainingItems(rows, bundle.preprocess, bundle.tokenizer, negatives, positives)
-    return items, groups, [file_digest(f) for f in sum(files.values(), [])]
+    return rows, items, groups, [file_digest(f) for f in sum(files.values(), [])], context
 
 
 def _plan(cfg: TrainConfig, p: Params, needs: set[str], world_size: int) -> BatchPlan:
@@ -225,7 +228,11 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
     bundle = create(p.model.name, p.model.pretrained, device, str(p.model.cache_dir) if p.model.cache_dir else None)
     loss_fn = build_loss(recipe, p.loss).to(device)
     rows = load_split(Path(p.ingest.out_dir) / "manifest.parquet", "train")
-    items, groups, digests = _training_data(p, loss_fn.needs, rows, bundle, p.seed)
+    rows, items, groups, digests, context = _training_data(p, cfg, loss_fn.needs, rows, bundle, p.seed)
+    if context["captions_over"] + context["negatives_over"] + context["positives_over"]:
+        log.warning("texts longer than the model's context of %d tokens: %d captions, %d negatives, %d positives "
+                    "(train.long_captions=%s)", context["context_length"], context["captions_over"],
+                    context["negatives_over"], context["positives_over"], cfg.long_captions)
     plan = _plan(cfg, p, loss_fn.needs, d.world_size)
     try:
         steps_per_epoch, steps = total_steps(cfg, len(rows))
@@ -258,6 +265,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
                             "loss": json.dumps(settings(recipe, p.loss)),
                             "contrastive_weight": loss_fn.contrastive_weight,
                             **cfg.model_dump(mode="json", exclude={"out_dir", "use_tuned"})})
+            run.log_metrics({f"context_{k}": v for k, v in context.items() if isinstance(v, int)})
         model.train()
         progress = tqdm(total=steps, initial=trainer.step, desc=f"train {method}", unit="step", disable=not d.main)
         while trainer.step < steps:
@@ -291,7 +299,8 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
         summary = None
         if d.main:
             summary = _finish(trainer, run, out_dir, bundle.name, method, len(rows), steps,
-                              time.perf_counter() - started, f"{device}" + (f" x{d.world_size}" if d.world_size > 1 else ""))
+                              time.perf_counter() - started, f"{device}" + (f" x{d.world_size}" if d.world_size > 1 else ""),
+                              context)
     distributed.barrier(d)
     distributed.shutdown(d)
     return summary
@@ -323,12 +332,13 @@ def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distribute
 
 
 def _finish(trainer: Trainer, run: tracking.NullRun, out_dir: Path, model_name: str, method: str, pairs: int,
-            steps: int, seconds: float, device: str) -> dict:
+            steps: int, seconds: float, device: str, context: dict) -> dict:
     model_path = out_dir / "model.pt"
     save_checkpoint(model_path, {"model_name": model_name, "model": trainer.model.state_dict(),
                                  "fingerprint": trainer.fingerprint, "step": trainer.step})
     summary = {"run_id": trainer.run_id, "method": method, "model": str(model_path), "model_name": model_name,
-               "steps": steps, "train_pairs": pairs, "device": device, **trainer.loss_fn.metrics()}
+               "steps": steps, "train_pairs": pairs, "device": device, "over_context": context,
+               **trainer.loss_fn.metrics()}
     run.log_metrics({"train_seconds_last_session": seconds})
     run.log_artifact(model_path, artifact_path="checkpoint")
     trainer.model.eval()
