@@ -67,20 +67,24 @@ def test_filler_without_answer_gives_placeholder(nlp):
     assert out["attribute"].negative == PLACEHOLDER and out["attribute"].valid == 0
 
 
+def lexicon(nlp, *captions, seed=0):
+    return LexiconFiller.from_tokens((tokens(d) for d in nlp.pipe(captions)), seed)
+
+
 def test_deterministic_whatever_the_batch(nlp):
-    lex = LexiconFiller({"ADJ": ["red", "blue", "green", "tall"], "NOUN": ["cat", "dog", "tree"],
-                         "VERB": ["runs", "eats"]}, seed=1)
+    lex = lexicon(nlp, "a tall tree near a red house", "a small cat eats a blue fish", "a dog runs", seed=1)
     alone = list(ce_clip_negatives([("a", "a tall tree near a red house")], nlp, lex, 1))
     mixed = list(ce_clip_negatives([("b", "a cat"), ("a", "a tall tree near a red house")], nlp, lex, 1))
     assert alone == [n for n in mixed if n.sample_id == "a"]
 
 
-def test_lexicon_filler_never_returns_original_or_lemma():
-    lex = LexiconFiller({"NOUN": ["dog", "dogs", "cat"]})
+def test_lexicon_filler_never_returns_original_or_lemma(nlp):
+    lex = lexicon(nlp, "two dogs and a dog", "the cats", "many birds")
     for masked in ("a <mask> barking", "two <mask> here", "x <mask>"):
-        req = FillRequest(masked, "dogs", "dog", "NOUN")
-        assert lex.fill([req]) == ["cat"]
-    assert LexiconFiller({"NOUN": ["dog"]}).fill([FillRequest("a <mask>", "dog", "dog", "NOUN")]) == [None]
+        req = FillRequest(masked, "dogs", "dog", "NOUN", tag="NNS")
+        assert lex.fill([req])[0] in {"cats", "birds"}
+    only_dogs = lexicon(nlp, "two dogs and a dog")
+    assert only_dogs.fill([FillRequest("two <mask>", "dogs", "dog", "NOUN", tag="NNS")]) == [None]
 
 
 # --- SugarCrepe-style and ARO rules ----------------------------------------------------------------
@@ -126,38 +130,27 @@ def test_aro_shuffles_are_permutations(nlp):
 def test_every_rule_handles_bad_text(nlp):
     bad = ["", "   ", "!!! ...", "日本語のキャプション", "word " * 300]
     rows = list(generate([(str(i), c) for i, c in enumerate(bad)], nlp,
-                         LexiconFiller({"NOUN": ["cat"], "ADJ": ["red"], "VERB": ["runs"]}), 0, RULES))
+                         lexicon(nlp, "a red cat runs", "the cat"), 0, RULES))
     assert len(rows) == len(bad) * len(RULES)
     assert all(r.valid == 0 for r in rows if r.sample_id in ("0", "1", "2"))
     assert all(r.negative != r.caption for r in rows)
 
 
-def test_lexicon_keeps_each_word_under_its_usual_pos():
+def test_word_table_keeps_each_word_under_its_usual_tag():
+    from compclip.text.fillers import WordTable
     from compclip.text.nlp import Token
 
-    toks = [[Token("cross", "NOUN", "cross", " "), Token("red", "ADJ", "red", "")]] * 3 + \
-           [[Token("cross", "VERB", "cross", " "), Token("left", "NOUN", "left", "")]]
-    lex = LexiconFiller.from_tokens(toks, exclude=frozenset({"left"}))
-    assert lex.words == {"NOUN": ["cross"], "ADJ": ["red"]}
+    toks = [[Token("cross", "NOUN", "cross", " ", "NN"), Token("red", "ADJ", "red", "", "JJ")]] * 3 + \
+           [[Token("cross", "VERB", "cross", " ", "VB"), Token("left", "NOUN", "left", "", "NN")]]
+    table = WordTable.from_tokens(toks, exclude=frozenset({"left"}))
+    assert table.tag == {"cross": "NN", "red": "JJ"}
 
 
 def test_coordinated_nouns_are_not_swapped_and_articles_agree(nlp):
     toks = tokens(nlp("a man and a woman sitting on a bench"))
     assert swap_nouns(toks) == "a bench and a woman sitting on a man"  # not the meaning-preserving man<->woman
+    # the items of one list are never exchanged with each other (broccoli <-> rice keeps the meaning)
+    assert swap_nouns(tokens(nlp("A plate with broccoli, rice and chicken."))) == \
+        "Broccoli with a plate, rice and chicken."
     out = negs(nlp, "a truck", FixedFiller({"NOUN": "apple"}))
     assert out["object"].negative == "an apple"
-
-
-def test_lexicon_prefers_words_of_the_same_kind():
-    from compclip.text.nlp import Token
-
-    def np_(*words):
-        return [Token(w, "ADJ", w, " ") for w in words] + [Token("star", "NOUN", "star", "")]
-
-    lex = LexiconFiller.from_tokens([np_("small", "red"), np_("large", "blue"), np_("small", "green"),
-                                     np_("large", "red")])
-    # colours stand beside sizes and never beside each other, and the other way round: a colour is
-    # replaced by a colour, a size by a size
-    for masked in ("a <mask> star", "one <mask> star here", "x <mask>"):
-        assert lex.fill([FillRequest(masked, "red", "red", "ADJ")])[0] in {"blue", "green"}
-        assert lex.fill([FillRequest(masked, "small", "small", "ADJ")])[0] == "large"

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from compclip.errors import UserError
 from compclip.text import grammar
-from compclip.text.nlp import Token
+from compclip.text.nlp import SPATIAL_NOUNS, Token
 
 MASK = "<mask>"
 
@@ -46,7 +46,7 @@ class WordTable:
     usages: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_tokens(cls, token_lists: Iterable[list[Token]], exclude: frozenset[str] = frozenset()) -> WordTable:
+    def from_tokens(cls, token_lists: Iterable[list[Token]], exclude: frozenset[str] = SPATIAL_NOUNS) -> WordTable:
         """Each word joins its most frequent fine tag only, so a tagger slip ("cross" tagged VB once) does not
         make it a filler for the wrong slot."""
         tags: dict[str, Counter] = {}
@@ -145,7 +145,7 @@ class LexiconFiller:
         self._pools: dict[tuple, list[list[str]]] = {}
 
     @classmethod
-    def from_tokens(cls, token_lists, seed: int = 0, exclude: frozenset[str] = frozenset()) -> LexiconFiller:
+    def from_tokens(cls, token_lists, seed: int = 0, exclude: frozenset[str] = SPATIAL_NOUNS) -> LexiconFiller:
         return cls(WordTable.from_tokens(token_lists, exclude), seed)
 
     def fill(self, requests: list[FillRequest]) -> list[str | None]:

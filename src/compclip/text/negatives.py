@@ -70,8 +70,12 @@ class Sentence(list):
         return [i for i in range(len(self)) if grammar.is_object_noun(self, i)]
 
     @cached_property
+    def head_nouns(self) -> list[int]:
+        return [i for i in range(len(self)) if grammar.is_head_noun(self, i)]
+
+    @cached_property
     def has_head(self) -> bool:
-        return any(grammar.is_head_noun(self, i) for i in range(len(self)))
+        return bool(self.head_nouns)
 
     @cached_property
     def attributes(self) -> list[tuple[int, int]]:
@@ -186,7 +190,7 @@ def swap_nouns(toks: list[Token], rng: random.Random | None = None) -> str | Non
     swap); a singular and a plural head are exchanged with their whole phrases, so that determiners and
     numbers still agree. Not exchanged: nouns joined by "and" (the swap would be a hard positive), the parts
     of "a slice of pizza", compound modifiers ("fire" of "fire truck"), two nouns with one lemma."""
-    heads = sentence(toks).object_nouns
+    heads = sentence(toks).head_nouns
     for a, i in enumerate(heads):
         for j in heads[a + 1:]:
             if toks[i].lemma == toks[j].lemma or _coordinated(toks, i, j) or _of_joined(toks, i, j):

@@ -47,8 +47,17 @@ def audited(caption: str, seed: int, fraction: float) -> bool:
     return fraction > 0 and stable_unit(f"{seed}|quality|{caption}") < fraction
 
 
-def _heads(toks: list[Token]) -> list[str]:
-    return sorted(t.lemma for i, t in enumerate(toks) if grammar.is_head_noun(toks, i))
+def _compound_parts(toks: list[Token]) -> set[str]:
+    """Nouns that modify the noun after them: the "computer" of "computer monitors"."""
+    return {t.lemma for i, t in enumerate(toks[:-1]) if t.pos == "NOUN" and toks[i + 1].pos == "NOUN"}
+
+
+def _same_slot_tag(before: Token, after: Token) -> bool:
+    """The new word fills the slot with the tag it had; an attribute may be JJ, VBN or a noun ("metal")."""
+    kinds = grammar.attribute_kinds()
+    if before.text.lower() in kinds and after.text.lower() in kinds:
+        return {before.tag, after.tag} <= {"JJ", "VBN", "NN"}
+    return before.tag == after.tag
 
 
 def audit(caption: list[Token], negative: list[Token], neg_type: str, table=None) -> dict[str, bool]:
@@ -63,17 +72,20 @@ def audit(caption: list[Token], negative: list[Token], neg_type: str, table=None
     out: dict[str, bool] = {}
     for check in checks:
         if check == "tags_kept":
-            if neg_type in ("relation", "swap_obj", "swap_att") or not same_length:
+            if same_length and (len(changed) <= 2 or neg_type not in ("relation", "swap_obj", "swap_att")):
+                # words replaced or two words exchanged: each slot keeps its tag
+                out[check] = all(_same_slot_tag(caption[i], negative[i]) for i in changed)
+            else:  # whole phrases exchanged: the same tags, in other places
                 out[check] = Counter(t.tag for t in caption) == Counter(t.tag for t in negative)
-            else:
-                out[check] = [t.tag for t in caption] == [t.tag for t in negative]
         elif check == "articles_agree":
             out[check] = grammar.articles_agree(negative)
         elif check == "heads_only":
-            if neg_type in ("relation", "swap_obj"):
-                out[check] = _heads(caption) == _heads(negative)
+            if neg_type in ("relation", "swap_obj"):  # no part of a compound became a head of its own
+                parts = _compound_parts(caption)
+                out[check] = not any(grammar.is_head_noun(negative, i) and t.lemma in parts
+                                     for i, t in enumerate(negative))
             else:
-                out[check] = bool(changed) and all(grammar.is_head_noun(caption, i) and grammar.is_head_noun(negative, i)
+                out[check] = bool(changed) and all(grammar.is_head_noun(caption, i) and negative[i].pos == "NOUN"
                                                    for i in changed)
         elif check == "modifiers_only":
             out[check] = bool(changed) and all(grammar.modified_noun(caption, i) is not None and
