@@ -34,7 +34,7 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def throughput(n: int, rounds: int, filler_kind: str) -> dict:
-    from compclip.text.fillers import LexiconFiller, MaskedLMFiller
+    from compclip.text.fillers import LexiconFiller, MaskedLMFiller, WordTable
     from compclip.names import CE_CLIP_RULES
     from compclip.text.negatives import generate
     from compclip.text.nlp import load_spacy, tokens
@@ -43,7 +43,8 @@ def throughput(n: int, rounds: int, filler_kind: str) -> dict:
     nlp = load_spacy()
     caps = captions(n)
     if filler_kind == "mlm":  # the transformers fill-mask path, on a tiny local model (no download)
-        lex = MaskedLMFiller(build_tiny_mlm(Path(tempfile.mkdtemp()) / "mlm", caps[:500]), top_k=10)
+        table = WordTable.from_tokens(tokens(d) for d in nlp.pipe(caps[:500]))
+        lex = MaskedLMFiller(build_tiny_mlm(Path(tempfile.mkdtemp()) / "mlm", caps[:500]), table, top_k=10)
     else:
         lex = LexiconFiller.from_tokens(tokens(d) for d in nlp.pipe(caps[:500]))
     samples = [(str(i), c) for i, c in enumerate(caps)]

@@ -30,9 +30,11 @@ def _negatives(a: argparse.Namespace) -> dict:
     from compclip.text.negatives_table import build_negatives
 
     cfg = NegativesConfig(out_dir=Path(a.out), filler=a.filler, mlm_model=a.mlm_model, scenes=a.scenes,
-                          spacy_model=a.spacy_model, splits=a.splits, **({"rules": a.rules} if a.rules else {}))
+                          spacy_model=a.spacy_model, splits=a.splits, quality_sample=a.quality_sample,
+                          **({"rules": a.rules} if a.rules else {}))
     summary = build_negatives(Path(a.manifest), cfg, a.seed, DaskConfig(workers=a.workers, scheduler=a.scheduler))
-    return {"out": a.out, "coverage": {r: c["fraction"] for r, c in summary["coverage"].items()}}
+    return {"out": a.out, "coverage": {r: c["fraction"] for r, c in summary["coverage"].items()},
+            "quality_all_checks": {r: q["share_passing"].get("all") for r, q in summary["quality"]["rules"].items()}}
 
 
 def _params_or_none():
@@ -188,6 +190,8 @@ def parser() -> argparse.ArgumentParser:
     neg.add_argument("--scenes", help="shapes world scenes.jsonl, to check negatives against scene graphs")
     neg.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="manifest splits to use")
     neg.add_argument("--seed", type=int, default=0)
+    neg.add_argument("--quality-sample", type=_share, default=0.02,
+                     help="share of captions whose negatives are parsed again and audited (summary.json: quality)")
     neg.add_argument("--workers", type=_at_least(0), default=0, help="N: a local Dask cluster of N processes")
     neg.add_argument("--scheduler", help="an existing Dask scheduler (tcp://host:8786) instead")
     neg.set_defaults(fn=_negatives)

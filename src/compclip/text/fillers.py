@@ -35,6 +35,7 @@ class FillRequest:
     kind: str = ""  # adjectives: attribute kind ("colour"); the replacement comes from another group of it
     group: int = -1  # the original's group within the kind (-1: none, e.g. an added adjective)
     avoid: frozenset[str] = frozenset()  # lemmas of the caption's words: "a cake cutting a cake" is no negative
+    article: str = ""  # singular nouns: "a" (counted, "a dog") or "bare" (mass, "in half"); grammar.article_use
 
 
 @dataclass
@@ -44,6 +45,7 @@ class WordTable:
     tag: dict[str, str] = field(default_factory=dict)
     lemma: dict[str, str] = field(default_factory=dict)
     usages: dict[str, frozenset[str]] = field(default_factory=dict)
+    articles: dict[str, frozenset[str]] = field(default_factory=dict)  # singular nouns: "a" and/or "bare" uses
 
     @classmethod
     def from_tokens(cls, token_lists: Iterable[list[Token]], exclude: frozenset[str] = SPATIAL_NOUNS) -> WordTable:
@@ -52,6 +54,7 @@ class WordTable:
         tags: dict[str, Counter] = {}
         lemmas: dict[str, Counter] = {}
         usages: dict[str, set[str]] = {}
+        articles: dict[str, set[str]] = {}
         for toks in token_lists:
             for i, t in enumerate(toks):
                 w = t.text.lower()
@@ -61,16 +64,21 @@ class WordTable:
                 lemmas.setdefault(w, Counter())[t.lemma] += 1
                 if grammar.is_action_verb(toks, i):
                     usages.setdefault(w, set()).add(grammar.usage(toks, i))
+                elif t.tag == "NN" and grammar.is_head_noun(toks, i):  # not the "soccer" of "a soccer ball"
+                    articles.setdefault(w, set()).add(grammar.article_use(toks, i))
         table = cls()
         for w in sorted(tags):
             table.tag[w] = tags[w].most_common(1)[0][0]
             table.lemma[w] = lemmas[w].most_common(1)[0][0]
             if w in usages:
                 table.usages[w] = frozenset(usages[w])
+            if w in articles:
+                table.articles[w] = frozenset(articles[w] - {""})
         return table
 
     def digest(self) -> str:
-        blob = repr(sorted((w, self.tag[w], self.lemma[w], sorted(self.usages.get(w, ()))) for w in self.tag))
+        blob = repr(sorted((w, self.tag[w], self.lemma[w], sorted(self.usages.get(w, ())),
+                            sorted(self.articles.get(w, ()))) for w in self.tag))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _tag_and_lemma(self, word: str) -> tuple[str | None, str]:
@@ -98,6 +106,8 @@ class WordTable:
         if req.pos == "NOUN" and (lemma in grammar.near_synonyms(req.lemma, "NOUN") or
                                   w in grammar.generic_nouns() or lemma in grammar.generic_nouns()):
             return "not_near_synonym"
+        if req.article and req.article not in self.articles.get(w, ()):
+            return "same_article_use"  # "a soccer", "in yard"
         if req.pos == "VERB":
             if lemma in grammar.near_synonyms(req.lemma, "VERB"):
                 return "not_near_synonym"

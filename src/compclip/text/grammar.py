@@ -121,6 +121,22 @@ def is_action_verb(toks: list[Token], i: int) -> bool:
     return t.pos == "VERB" and t.tag in VERB_TAGS and t.text.isalpha() and t.lemma not in AUXILIARIES
 
 
+_MODIFIERS = frozenset({"JJ", "JJR", "JJS", "NN", "NNS", "VBN", "HYPH", "RB", "RBS", "CC", ","})
+
+
+def article_use(toks: list[Token], i: int) -> str:
+    """How the singular noun at i is determined: "a" ("a dog": it is counted), "bare" ("in half", "with
+    pepperoni": used as a mass noun) or "" (the, this, his, a number: either fits)."""
+    if toks[i].tag != "NN":
+        return ""
+    j = i - 1
+    while j >= 0 and toks[j].tag in _MODIFIERS:
+        j -= 1
+    if j < 0 or toks[j].tag not in ("DT", "PRP$", "CD", "PDT", "POS", "WP$"):
+        return "bare"
+    return "a" if toks[j].text.lower() in ("a", "an") else ""
+
+
 def article_for(word: str) -> str:
     """'a' or 'an' by the sound of the word's start (spelling, with the common exceptions)."""
     w = word.lower()

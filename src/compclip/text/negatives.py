@@ -223,7 +223,10 @@ def swap_adjectives(toks: list[Token], rng: random.Random | None = None) -> str 
 def replace_noun(toks: list[Token], rng: random.Random) -> Draft | None:
     """A head noun of a specific thing, by another noun of the same fine tag."""
     cands = sentence(toks).object_nouns
-    return _draft(toks, cands[rng.randrange(len(cands))], "NOUN") if cands else None
+    if not cands:
+        return None
+    i = cands[rng.randrange(len(cands))]
+    return _draft(toks, i, "NOUN", article=grammar.article_use(toks, i))
 
 
 def replace_adjective(toks: list[Token], rng: random.Random) -> Draft | None:
@@ -267,7 +270,7 @@ def add_object(toks: list[Token], rng: random.Random) -> Draft | None:
     body[-1] = body[-1]._replace(ws=" ")
     extra = [Token("and", "CCONJ", "and", " ", "CC"), Token("a", "DET", "a", " ", "DT"), Token("x", "NOUN", "x", "", "NN")]
     new = body + extra
-    return _draft(new, len(new) - 1, "NOUN", insert=False)
+    return _draft(new, len(new) - 1, "NOUN", article="a")
 
 
 def add_attribute(toks: list[Token], rng: random.Random) -> Draft | None:
