@@ -75,11 +75,11 @@ def write_manifest(path: Path, captions: list[str]) -> None:
                   "split": "train"}).to_parquet(path, index=False)
 
 
-def command_seconds(manifest: Path, out: Path) -> float:
+def command_seconds(manifest: Path, out: Path, workers: int) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "compclip.cli", "negatives", "--manifest", str(manifest), "--out", str(out),
-                    "--rules", *CE_CLIP, "--filler", "lexicon", "--splits", "train", "--seed", "0"],
-                   cwd=REPO, check=True, capture_output=True)
+                    "--rules", *CE_CLIP, "--filler", "lexicon", "--splits", "train", "--seed", "0",
+                    "--workers", str(workers)], cwd=REPO, check=True, capture_output=True)
     return time.perf_counter() - t
 
 
@@ -105,19 +105,27 @@ def main() -> None:
         for n, r in zip(sizes, rounds):
             manifest = Path(tmp) / f"manifest_{n}.parquet"
             write_manifest(manifest, real_style_captions(n))
-            cmd, pipe = [], []
-            for k in range(r):  # interleaved: the machine's noise hits both alike
+            cmd: dict[int, list[float]] = {0: [], 2: []}
+            pipe: list[float] = []
+            for k in range(r):  # interleaved: the machine's noise hits all alike
                 pipe.append(pipe_seconds(manifest))
-                cmd.append(command_seconds(manifest, Path(tmp) / f"out_{n}_{k}"))
-            summary = json.loads((Path(tmp) / f"out_{n}_0" / "summary.json").read_text())
-            c, p = statistics.median(cmd), statistics.median(pipe)
-            row = {"captions": n, "rounds": r, "command_s": cmd, "pipe_s": pipe, "command_captions_per_s": n / c,
-                   "pipe_captions_per_s": n / p, "ratio": p / c,
-                   "coverage": {rule: v["fraction"] for rule, v in summary["coverage"].items()}}
+                for w in cmd:  # one process, then a local Dask cluster of 2 (this machine's cores)
+                    cmd[w].append(command_seconds(manifest, Path(tmp) / f"out_{n}_{k}_{w}", w))
+            summary = json.loads((Path(tmp) / f"out_{n}_0_0" / "summary.json").read_text())
+            p = statistics.median(pipe)
+            row = {"captions": n, "rounds": r, "pipe_s": pipe, "pipe_captions_per_s": n / p,
+                   "command_s": {f"workers_{w}": v for w, v in cmd.items()},
+                   "ratio": {f"workers_{w}": p / statistics.median(v) for w, v in cmd.items()},
+                   "coverage": {rule: v["fraction"] for rule, v in summary["coverage"].items()},
+                   "quality_all_checks": {rule: q["share_passing"].get("all")
+                                          for rule, q in summary["quality"]["rules"].items()}}
             results.append(row)
             print(f"{n} real-style captions, CE-CLIP rules, lexicon filler, {r} interleaved round(s), medians:")
-            print(f"  spaCy nlp.pipe alone:      {n / p:8.0f} captions/s")
-            print(f"  whole compclip negatives:  {n / c:8.0f} captions/s   ratio {p / c:.2f}")
+            print(f"  spaCy nlp.pipe alone (one process):      {n / p:8.0f} captions/s")
+            for w, v in cmd.items():
+                c = statistics.median(v)
+                label = "one process" if w == 0 else f"{w} Dask workers"
+                print(f"  whole compclip negatives ({label + '):':<16}{n / c:8.0f} captions/s   ratio {p / c:.2f}")
     if a.out:
         from compclip.provenance import write_result
 
