@@ -65,7 +65,7 @@ ALLOWED = {
     "validation": {"config", "names", "errors"},
     "losses": {"config", "names", "errors"},
     "tracking": {"config", "names", "errors", "models"},
-    "training": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking"},
+    "training": {"config", "names", "errors", "hashing", "data", "text", "models", "losses", "tracking"},
     "evaluation": {"config", "names", "errors", "hashing", "data", "text", "models", "tracking"},
     "tuning": {"config", "names", "errors", "hashing", "data", "models", "losses", "tracking", "training", "provenance",
                "evaluation"},

@@ -52,7 +52,9 @@ def negatives_suite(n: pd.DataFrame, manifest_ids: set[str], max_words: int) -> 
     differs = (n["negative"].str.lower() != n["caption"].str.lower()) | ~valid
     placeholder_ok = valid | (n["negative"] == PLACEHOLDER)
     swap = valid & n["rule"].isin(SWAP_RULES)
-    tokens = lambda s: s.str.lower().str.replace(r"([^\w\s])", r" \1 ", regex=True).str.split().map(sorted)  # noqa: E731
+    # a swap is a permutation of the caption's words, up to a/an, which the rules make agree with the next word
+    tokens = lambda s: (s.str.lower().str.replace(r"([^\w\s])", r" \1 ", regex=True)  # noqa: E731
+                        .str.replace(r"\ban\b", "a", regex=True).str.split().map(sorted))
     permutation = pd.Series(True, index=n.index)
     permutation[swap] = tokens(n.loc[swap, "negative"]) == tokens(n.loc[swap, "caption"])
     f = n.assign(differs_from_caption=differs, placeholder_when_invalid=placeholder_ok, swap_is_permutation=permutation,
