@@ -114,7 +114,12 @@ def test_replace_relation_uses_contrary_words(nlp):
 def test_add_object_and_attribute(nlp):
     assert one(nlp, "sc_add_obj", "A dog on the grass.").negative == "A dog on the grass and a horse"
     assert one(nlp, "sc_add_att", "a dog").negative == "a green dog"
-    assert one(nlp, "sc_add_att", "a brown dog").valid == 0  # every noun already has an adjective
+    f = FixedFiller({"ADJ": "large"})
+    assert one(nlp, "sc_add_att", "a brown dog", f).negative == "a large brown dog"  # a size: the colour is there
+    assert f.seen[-1].kind == "size" and f.seen[-1].tag == "JJ"
+    f = FixedFiller({"ADJ": "red"})
+    assert one(nlp, "sc_add_att", "a small cube", f).negative == "a small red cube"  # a colour, after the size
+    assert f.seen[-1].kind == "colour"
 
 
 def test_aro_shuffles_are_permutations(nlp):

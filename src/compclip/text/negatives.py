@@ -122,7 +122,7 @@ class Draw:
 
 
 Result = "str | Draft | None"
-RuleFn = Callable[[list[Token], random.Random], Result]
+RuleFn = Callable[[list[Token], Draw], Result]
 
 
 def _draft(toks: list[Token], i: int, pos: str, insert: bool = False, **request) -> Draft:
@@ -184,7 +184,7 @@ def _swap_spans(toks: list[Token], a: tuple[int, int], b: tuple[int, int]) -> li
     return toks[:a0] + second + toks[a1:b0] + first + toks[b1:]
 
 
-def swap_nouns(toks: list[Token], rng: random.Random | None = None) -> str | None:
+def swap_nouns(toks: list[Token], rng: Draw | None = None) -> str | None:
     """Exchange the heads of the first two noun phrases that can be exchanged ("a dog chasing a cat" -> "a cat
     chasing a dog"). Heads with the same fine tag are exchanged alone (their modifiers stay: CE-CLIP's noun
     swap); a singular and a plural head are exchanged with their whole phrases, so that determiners and
@@ -205,7 +205,7 @@ def swap_nouns(toks: list[Token], rng: random.Random | None = None) -> str | Non
     return None
 
 
-def swap_adjectives(toks: list[Token], rng: random.Random | None = None) -> str | None:
+def swap_adjectives(toks: list[Token], rng: Draw | None = None) -> str | None:
     """Exchange the attributes of two noun phrases ("a red cube and a blue ball" -> "a blue cube and a red ball")."""
     attrs = sentence(toks).attributes
     for a, (i, ni) in enumerate(attrs):
@@ -220,7 +220,7 @@ def swap_adjectives(toks: list[Token], rng: random.Random | None = None) -> str 
 
 # --- replacements (filled) ---------------------------------------------------------------------------
 
-def replace_noun(toks: list[Token], rng: random.Random) -> Draft | None:
+def replace_noun(toks: list[Token], rng: Draw) -> Draft | None:
     """A head noun of a specific thing, by another noun of the same fine tag."""
     cands = sentence(toks).object_nouns
     if not cands:
@@ -229,7 +229,7 @@ def replace_noun(toks: list[Token], rng: random.Random) -> Draft | None:
     return _draft(toks, i, "NOUN", article=grammar.article_use(toks, i))
 
 
-def replace_adjective(toks: list[Token], rng: random.Random) -> Draft | None:
+def replace_adjective(toks: list[Token], rng: Draw) -> Draft | None:
     """An attribute (an adjective of a known kind that modifies a noun) by another of its kind."""
     cands = [i for i, _ in sentence(toks).attributes]
     if not cands:
@@ -239,7 +239,7 @@ def replace_adjective(toks: list[Token], rng: random.Random) -> Draft | None:
     return _draft(toks, i, "ADJ", kind=kind, group=group)
 
 
-def replace_verb(toks: list[Token], rng: random.Random) -> Draft | None:
+def replace_verb(toks: list[Token], rng: Draw) -> Draft | None:
     """A verb by another of the same form that is used the same way (with or without a direct object)."""
     cands = sentence(toks).verbs
     if not cands:
@@ -248,7 +248,7 @@ def replace_verb(toks: list[Token], rng: random.Random) -> Draft | None:
     return _draft(toks, i, "VERB", usage=grammar.usage(toks, i))
 
 
-def replace_relation(toks: list[Token], rng: random.Random) -> str | Draft | None:
+def replace_relation(toks: list[Token], rng: Draw) -> str | Draft | None:
     """A spatial word by its contrary (no model needed); else a verb by the filler."""
     cands = [i for i, t in enumerate(toks) if t.text.lower() in CONTRARY and t.pos in ("ADP", "NOUN", "ADV", "ADJ")]
     if cands:
@@ -260,7 +260,7 @@ def replace_relation(toks: list[Token], rng: random.Random) -> str | Draft | Non
     return replace_verb(toks, rng)
 
 
-def add_object(toks: list[Token], rng: random.Random) -> Draft | None:
+def add_object(toks: list[Token], rng: Draw) -> Draft | None:
     """"... and a <noun>" at the end of the caption."""
     if not sentence(toks).has_head:
         return None
@@ -273,17 +273,42 @@ def add_object(toks: list[Token], rng: random.Random) -> Draft | None:
     return _draft(new, len(new) - 1, "NOUN", article="a")
 
 
-def add_attribute(toks: list[Token], rng: random.Random) -> Draft | None:
-    """A colour before a head noun that has no adjective ("a dog" -> "a brown dog")."""
-    bare = [i for i in sentence(toks).object_nouns if i == 0 or toks[i - 1].tag in ("DT", "CD", "PRP$", "PDT")]
-    if not bare:
+ADDED_KINDS = ("colour", "size", "pattern", "material")  # an added attribute is of a kind the noun lacks
+
+
+def add_attribute(toks: list[Token], rng: Draw) -> Draft | None:
+    """An attribute of a kind the noun phrase lacks, in its place in English adjective order ("a dog" ->
+    "a brown dog", "a red cube" -> "a small red cube"): never a second colour beside a colour."""
+    sent = sentence(toks)
+    kinds = grammar.attribute_kinds()
+    have: dict[int, set[str]] = {}
+    for adj, noun in sent.attributes:
+        have.setdefault(noun, set()).add(kinds[toks[adj].text.lower()][0])
+    options = []
+    for head in sent.object_nouns:
+        missing = [k for k in ADDED_KINDS if k not in have.get(head, set())]
+        if missing:
+            options.append((head, missing[0]))
+    if not options:
         return None
-    return _draft(toks, bare[rng.randrange(len(bare))], "ADJ", insert=True, tag="JJ", kind="colour")
+    head, kind = options[rng.randrange(len(options))]
+    start, _ = noun_phrase(toks, head)
+    while start < head and toks[start].tag in ("DT", "PRP$", "CD", "PDT"):
+        start += 1
+    # size first, then pattern, then colour and material right before the noun (and its compound parts)
+    at = start
+    if kind != "size":
+        while at < head and kinds.get(toks[at].text.lower(), ("", 0))[0] == "size":
+            at += 1
+    if kind in ("colour", "material"):
+        while at < head and toks[at].tag in grammar.ADJ_TAGS | {"VBN", ","}:
+            at += 1
+    return _draft(toks, at, "ADJ", insert=True, tag="JJ", kind=kind)
 
 
 # --- ARO order perturbations -------------------------------------------------------------------------
 
-def _permute(toks: list[Token], idx: list[int], rng: random.Random) -> list[Token]:
+def _permute(toks: list[Token], idx: list[int], rng: Draw) -> list[Token]:
     texts = [toks[i].text for i in idx]
     rng.shuffle(texts)
     out = list(toks)
@@ -292,13 +317,13 @@ def _permute(toks: list[Token], idx: list[int], rng: random.Random) -> list[Toke
     return out
 
 
-def shuffle_nouns_and_adj(toks: list[Token], rng: random.Random) -> str:
+def shuffle_nouns_and_adj(toks: list[Token], rng: Draw) -> str:
     nouns = [i for i, t in enumerate(toks) if t.pos in ("NOUN", "PROPN")]
     adjs = [i for i, t in enumerate(toks) if t.pos == "ADJ"]
     return " ".join(t.text for t in _permute(_permute(toks, nouns, rng), adjs, rng))
 
 
-def shuffle_allbut_nouns_and_adj(toks: list[Token], rng: random.Random) -> str:
+def shuffle_allbut_nouns_and_adj(toks: list[Token], rng: Draw) -> str:
     rest = [i for i, t in enumerate(toks) if t.pos not in ("NOUN", "PROPN", "ADJ")]
     return " ".join(t.text for t in _permute(toks, rest, rng))
 
@@ -308,7 +333,7 @@ def _trigrams(toks: list[Token]) -> list[list[str]]:
     return [words[i:i + 3] for i in range(0, len(words), 3)]
 
 
-def shuffle_within_trigrams(toks: list[Token], rng: random.Random) -> str:
+def shuffle_within_trigrams(toks: list[Token], rng: Draw) -> str:
     out = []
     for tri in _trigrams(toks):
         rng.shuffle(tri)
@@ -316,7 +341,7 @@ def shuffle_within_trigrams(toks: list[Token], rng: random.Random) -> str:
     return " ".join(out)
 
 
-def shuffle_trigrams(toks: list[Token], rng: random.Random) -> str:
+def shuffle_trigrams(toks: list[Token], rng: Draw) -> str:
     tris = _trigrams(toks)
     rng.shuffle(tris)
     return " ".join(w for tri in tris for w in tri)

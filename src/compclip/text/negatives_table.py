@@ -152,7 +152,7 @@ def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) ->
     fresh = dict(zip(todo, (tokens(d) for d in nlp.pipe(todo, batch_size=gen.batch_size))))
     parsed = [(k, c, fresh[c] if toks is None else toks) for k, c, toks in shard]
     rows: dict[str, list] = defaultdict(list)
-    to_audit: list[tuple[str, list[Token], int]] = []
+    to_audit: list[tuple[str, list]] = []  # (cache key, row) of the audited captions
     toks_of = {k: toks for k, _, toks in parsed}
     sampled = {k for k, c, _ in parsed if audited(c, gen.seed, gen.quality_sample)}
     for neg in from_tokens(((k, c, toks) for k, c, toks in parsed), gen.filler(), gen.seed, gen.rules):
