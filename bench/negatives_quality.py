@@ -78,21 +78,30 @@ def main() -> None:
     captions = [c.strip() for c in FIXTURE.read_text().splitlines() if c.strip()]
     if a.smoke:
         captions, a.examples, a.before = captions[:10], 2, None
-    results = {"after": report(negatives(REPO, captions), captions, a.examples)}
+    after = negatives(REPO, captions)
+    results = {"after": report(after, captions, a.examples)}
     if a.before:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(["git", "worktree", "add", "--detach", f"{tmp}/before", a.before], cwd=REPO, check=True,
                            capture_output=True)
             try:
-                results["before"] = report(negatives(Path(tmp) / "before", captions), captions, a.examples)
+                before = negatives(Path(tmp) / "before", captions)
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", f"{tmp}/before"], cwd=REPO, check=True)
-    for when, per_type in results.items():
+        results["before"] = report(before, captions, a.examples)
+        # what the checks took away: captions that had a negative of a type before and have none now
+        now = {(r[0], r[1]) for r in after if r[3]}
+        results["lost"] = {t: [[r[0], r[2]] for r in before if r[3] and r[1] == t and (r[0], t) not in now]
+                           for t in ("relation", "attribute", "object", "action")}
+    for when, per_type in ((k, v) for k, v in results.items() if k != "lost"):
         print(f"{when}: {len(captions)} COCO-style captions, lexicon filler; audited share passing all checks")
         for neg_type, r in per_type.items():
             print(f"  {neg_type:<10} negatives for {r['with_negative']:>3}/{r['captions']} captions   "
                   f"all checks {r['share_passing'].get('all', 0):.2f}   "
                   + " ".join(f"{k} {v:.2f}" for k, v in r["share_passing"].items() if k != "all"))
+    for neg_type, rows in results.get("lost", {}).items():
+        for caption, negative in rows:
+            print(f"  no {neg_type} negative any more: {caption!r} (was {negative!r})")
     if a.out:
         from compclip.provenance import write_result
 

@@ -69,5 +69,7 @@ def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None
         flat |= {f"eval/abstraction/{lvl}/{k}": v["accuracy"] for lvl, d in results.get("abstraction", {}).items()
                  for k, v in d.items() if v["n"]}
         flat |= {f"eval/skipped_images/{k}": v for k, v in results["skipped_images"].items()}
+        flat |= {f"eval/over_context/{k}/{count}": n for k, v in results["sugarcrepe"].items()
+                 for count, n in v.get("over_context", {}).items()}  # texts the tokenizer cut, and ties it made
         run.log_metrics(flat)
         run.log_artifact(path, artifact_path="evaluation")
