@@ -33,7 +33,7 @@ from compclip.errors import UserError
 from compclip.parallel import engine
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller, WordTable
 from compclip.text.negatives import Negative, from_tokens
-from compclip.text.nlp import SPATIAL_NOUNS, Token, load_spacy, tokens
+from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
 from compclip.text.quality import QualityReport, audit, audited
 
 # Which negatives test relations and which test attributes, across the rule families.
