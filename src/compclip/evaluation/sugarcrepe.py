@@ -50,3 +50,31 @@ def read_held_out(data_dir: Path, images_dir: Path) -> set[str] | None:
     if not path.exists():
         return None
     return {join_under(Path(images_dir), name) for name in expect(load_json(path), list, path, "a list of file names")}
+
+
+def read_sugarcrepe_items(data: Path, images: Path) -> "Loaded":
+    """The suite's reader: every file present, items as Choice (caption first), held-out images marked;
+    a malformed record is skipped with its file, key and reason instead of stopping the run."""
+    from compclip.evaluation.items import Choice, Loaded
+    from compclip.evaluation.readers.common import check_image
+
+    data = Path(data)
+    held_out = read_held_out(data, images) or set()
+    loaded = Loaded("sugarcrepe")
+    present = [n for n in FILES if (data / f"{n}.json").exists()] if data.is_dir() else [data.stem]
+    if not present:
+        raise SourceError(f"{data}: none of the SugarCrepe files {[f + '.json' for f in FILES]} is there")
+    for name in present:
+        path = data / f"{name}.json" if data.is_dir() else data
+        loaded.files[name] = str(path)
+        for key, rec in expect(load_json(path), dict, path, "an object keyed by item index").items():
+            if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str)
+                                                    for k in ("filename", "caption", "negative_caption")):
+                loaded.skip(name, key, "missing_key", "needs string filename, caption and negative_caption")
+                continue
+            image = check_image(loaded, name, key, images, rec["filename"])
+            if image is not None:
+                subset = ("held_out" if image.path in held_out else "seen") if held_out else ""
+                loaded.items.append(Choice(name, str(key), image, (rec["caption"], rec["negative_caption"]),
+                                           subset=subset))
+    return loaded

@@ -1,0 +1,107 @@
+"""Who scores the texts: the model (image against texts, through the embedding cache) or a blind baseline
+that never sees the image (text_only.py). Both return per-item score rows in the same shape, so the same
+metrics code summarizes them.
+
+A row: {file, key, group, subset, scores: [...]} plus, for the model, `over_context` (a text of the item
+is longer than the model's context and was cut) and `tied_by_cut` (the cut made the true text identical to
+another option: the model can only tie, and a tie is wrong).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from compclip.evaluation.encode import EmbeddingCache
+from compclip.evaluation.items import Choice, Loaded
+from compclip.text.context import over_context, same_after_cut
+
+
+def _row(item, scores, **extra) -> dict:
+    return {"file": item.file, "key": item.key, "group": getattr(item, "group", ""),
+            "subset": getattr(item, "subset", ""), "scores": [float(s) for s in scores], **extra}
+
+
+class ModelScorer:
+    """Scores with an open_clip model; images are encoded once per unique (path, box), texts once each."""
+
+    blind = False
+
+    def __init__(self, cache: EmbeddingCache, name: str):
+        self.cache, self.name = cache, name
+
+    def _usable(self, loaded: Loaded, items: list, images) -> list:
+        ok = self.cache.usable(images)
+        for item, good, image in zip(items, ok, images):
+            if not good:
+                loaded.skip(item.file, item.key, self.cache.failed[image], str(image))
+        return [it for it, good in zip(items, ok) if good]
+
+    def choices(self, loaded: Loaded, items: list[Choice]) -> list[dict]:
+        items = self._usable(loaded, items, [it.image for it in items])
+        if not items:
+            return []
+        img = self.cache.image_matrix([it.image for it in items])
+        texts = list(dict.fromkeys(t for it in items for t in it.texts))
+        emb = self.cache.text_matrix(texts)
+        row_of = {t: i for i, t in enumerate(texts)}
+        tok = self.cache.bundle.tokenizer
+        over = dict(zip(texts, over_context(tok, texts)))
+        rows = []
+        for i, it in enumerate(items):
+            scores = (emb[[row_of[t] for t in it.texts]] @ img[i]).numpy()
+            tied = any(same_after_cut(tok, [it.texts[0]], [t])[0] for t in it.texts[1:]) \
+                if any(over[t] for t in it.texts) else False
+            rows.append(_row(it, scores, over_context=any(over[t] for t in it.texts), tied_by_cut=bool(tied)))
+        return rows
+
+    @torch.no_grad()
+    def retrieval(self, loaded: Loaded) -> list[dict]:
+        """Per caption its image's rank among all images (t2i); per image its best caption's rank (i2t)."""
+        items = self._usable(loaded, loaded.items, [it.image for it in loaded.items])
+        if not items:
+            return []
+        img = self.cache.image_matrix([it.image for it in items])
+        captions = [c for it in items for c in it.captions]
+        owner = torch.tensor([i for i, it in enumerate(items) for _ in it.captions])
+        sims = img @ self.cache.text_matrix(captions).T  # (images, captions)
+        true = sims[owner, torch.arange(len(captions))]
+        t2i = (sims > true[None, :]).sum(0) + 1
+        own = owner[None, :] == torch.arange(len(items))[:, None]
+        best = sims.masked_fill(~own, float("-inf")).max(1).values
+        i2t = (sims > best[:, None]).sum(1) + 1
+        rows = [{"file": it.file, "key": it.key, "direction": "i2t", "rank": int(r)} for it, r in zip(items, i2t)]
+        rows += [{"file": items[int(o)].file, "key": f"{items[int(o)].key}/{j}", "direction": "t2i", "rank": int(r)}
+                 for j, (o, r) in enumerate(zip(owner, t2i))]
+        return rows
+
+    @torch.no_grad()
+    def zeroshot(self, loaded: Loaded) -> list[dict]:
+        items = self._usable(loaded, loaded.items, [it.image for it in loaded.items])
+        if not items:
+            return []
+        prompts = [t.format(c) for c in loaded.classnames for t in loaded.templates]
+        emb = self.cache.text_matrix(prompts).reshape(len(loaded.classnames), len(loaded.templates), -1).mean(1)
+        classes = emb / emb.norm(dim=-1, keepdim=True)
+        scores = (self.cache.image_matrix([it.image for it in items]) @ classes.T).numpy()
+        return [{"file": it.file, "key": it.key, "label": it.label, "scores": [float(s) for s in row]}
+                for it, row in zip(items, scores)]
+
+    def abstraction(self, loaded: Loaded) -> list[dict]:
+        """Per item and level: [s(image, own text), s(image, distractor's text), s(distractor image, own text)]."""
+        usable = self.cache.usable([it.image for it in loaded.items]) & \
+            self.cache.usable([it.distractor for it in loaded.items])
+        rows = []
+        for it, ok in zip(loaded.items, usable):
+            if not ok:
+                bad = it.image if it.image in self.cache.failed else it.distractor
+                loaded.skip(it.file, it.key, self.cache.failed[bad], str(bad))
+                continue
+            img, dis = self.cache.image_matrix([it.image, it.distractor])
+            own, other = self.cache.text_matrix([it.own, it.other])
+            rows.append(_row(it, [float(img @ own), float(img @ other), float(dis @ own)]))
+        return rows
+
+
+def choice_correct(rows: list[dict]) -> np.ndarray:
+    return np.array([r["scores"][0] > max(r["scores"][1:]) for r in rows], dtype=bool)
