@@ -1,4 +1,5 @@
-"""DVC stage compare: every method's metrics in one table and one plot -> reports/compare/."""
+"""DVC stage compare: every method (and the blind baseline) on every benchmark -> reports/compare/
+(compare.md, a self-contained compare.html, compare.png, compare.json), also logged to MLflow."""
 
 from pathlib import Path
 
@@ -8,4 +9,6 @@ from stages import run
 
 if __name__ == "__main__":
     p = params()
-    run(lambda: compare({m: Path(p.evaluate.out_dir) / m / "metrics.json" for m in p.methods}, p.compare.out_dir))
+    blind = Path(p.evaluate.out_dir) / "blind" / "metrics.json" if p.evaluate.blind else None
+    run(lambda: compare({m: Path(p.evaluate.out_dir) / m / "metrics.json" for m in p.methods}, p.compare.out_dir,
+                        blind, p.mlflow))

@@ -117,6 +117,54 @@ def _evaluate_sugarcrepe(a: argparse.Namespace) -> dict:
     return {"out": a.out, **results["sugarcrepe_groups"]}
 
 
+def _evaluate_benchmark(a: argparse.Namespace) -> dict:
+    from compclip import tracking
+    from compclip.evaluation.suite import CI, evaluate_benchmark
+    from compclip.evaluation.report import result_lines
+
+    scorer = _scorer(a)
+    if a.images is None and a.benchmark not in ("zeroshot", "hard-positives", "abstraction"):
+        raise _user_error(f"evaluate {a.benchmark}: --images is required (the folder its image paths are under)")
+    options = {"seed": a.seed} if a.benchmark.endswith("-order") else {}
+    if a.model and a.model.startswith(("models:/", "runs:/")):
+        tracking.configure(_mlflow(a))
+    result = evaluate_benchmark(a.benchmark, Path(a.data), Path(a.images or "."), scorer,
+                                CI(a.bootstrap_samples, 0.95, a.seed), Path(a.out), **options)
+    print("\n".join(result_lines(result)), file=sys.stderr)
+    return {"out": a.out, "scores": result.get("scores_file"),
+            **{k: v["accuracy"] for k, v in result.get("aggregate", {}).items() if "accuracy" in v}}
+
+
+def _scorer(a: argparse.Namespace):
+    if bool(a.model) == bool(a.blind):
+        raise _user_error("give exactly one of --model (a CLIP model) and --blind (a text-only baseline)")
+    if a.blind:
+        from compclip.evaluation.text_only import blind_scorer
+
+        corpus = Path(a.blind_corpus).read_text().splitlines() if a.blind_corpus else None
+        return blind_scorer(a.blind, corpus)
+    from compclip.evaluation.encode import EmbeddingCache
+    from compclip.evaluation.scorers import ModelScorer
+    from compclip.models.factory import load_model, resolve_device
+
+    if a.model.startswith(("models:/", "runs:/")):
+        from compclip import tracking
+
+        tracking.configure(_mlflow(a))
+    dev = resolve_device(a.device)
+    store = None if a.no_cache else Path(a.cache_dir)
+    return ModelScorer(EmbeddingCache(load_model(a.model, dev), dev, a.batch_size, store), a.model)
+
+
+def _rescore(a: argparse.Namespace) -> dict:
+    from compclip.evaluation.suite import CI, summarize_scores
+
+    result = summarize_scores(Path(a.scores), CI(a.bootstrap_samples, 0.95, a.seed))
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def _report(a: argparse.Namespace) -> None:
     from compclip.evaluation.report import sugarcrepe_table
 
@@ -209,6 +257,34 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: params.yaml's)")
     sc.set_defaults(fn=_evaluate_sugarcrepe)
+    from compclip.evaluation.suite import BENCHMARKS
+
+    for name, bench in BENCHMARKS.items():
+        if name == "sugarcrepe":
+            continue  # the subcommand above (its output also feeds the registry's gate)
+        b = evsub.add_parser(name, help=f"{name} in its released format ({bench.kind}); per-item scores beside --out")
+        b.add_argument("--data", required=True, help="the release's folder or one of its files")
+        b.add_argument("--images", help="the folder its image paths are relative to")
+        who = b.add_mutually_exclusive_group()
+        who.add_argument("--model", help="checkpoint path | NAME:PRETRAINED | models:/name@alias")
+        who.add_argument("--blind", help="a text-only baseline instead: ngram (with --blind-corpus) or mlm:MODEL")
+        b.add_argument("--blind-corpus", help="captions, one per line, the ngram baseline is fitted on")
+        b.add_argument("--out", required=True, help="results JSON (the scores go to <stem>.scores.jsonl)")
+        b.add_argument("--device", default="auto", type=_device)
+        b.add_argument("--batch-size", type=_at_least(1), default=256)
+        b.add_argument("--bootstrap-samples", type=_at_least(10), default=1000)
+        b.add_argument("--seed", type=int, default=0, help="bootstrap seed (and the Order sets' shuffles)")
+        b.add_argument("--cache-dir", default=str(Path.home() / ".cache/compclip/embeddings"),
+                       help="embeddings on disk, per model weights digest")
+        b.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+        b.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: params.yaml's)")
+        b.set_defaults(fn=_evaluate_benchmark)
+    rs = evsub.add_parser("rescore", help="recompute a run's figures from its .scores.jsonl (no model needed)")
+    rs.add_argument("scores")
+    rs.add_argument("--out")
+    rs.add_argument("--bootstrap-samples", type=_at_least(10), default=1000)
+    rs.add_argument("--seed", type=int, default=0)
+    rs.set_defaults(fn=_rescore)
 
     tu = sub.add_parser("tune", help="Optuna study of params.yaml `tune` (resumes an unfinished one)")
     tu.add_argument("--params", default="params.yaml")

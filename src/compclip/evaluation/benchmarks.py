@@ -7,6 +7,8 @@
   world every c_p is checked true in its image's scene graph, and items whose rewrite is not are counted.
 - abstraction.json: CLEAR GLASS's per-level 2-way test (REFERENCE §7.3): a test image, a distractor image
   from a hard-negative concept of its level-1 concept, and both images' texts at every level.
+- formats/: the test split in ARO, Karpathy (retrieval, COCO-Order), VALSE, VL-CheckList, CREPE and
+  ImageFolder (zero-shot) formats (data/release_formats.py), read by the same readers as the real releases.
 """
 
 from __future__ import annotations
@@ -95,5 +97,16 @@ def build_benchmarks(p: Params) -> dict:
     (out / "abstraction.json").write_text(json.dumps(ab, indent=1) + "\n")
     summary = {"hard_positive_items": len(hp), "hard_positives": dict(sorted(hp_counts.items())),
                "abstraction_items": len(ab), "abstraction": dict(sorted(ab_counts.items()))}
+    if cfg.formats is not None:
+        import shutil
+
+        from compclip.data.release_formats import write_release_formats
+
+        s = p.synth
+        shutil.rmtree(out / "formats", ignore_errors=True)  # no file of an earlier run may linger
+        summary["formats"] = write_release_formats(
+            Path(s.out_dir), out / "formats", p.seed,
+            {"color": s.colors, "shape": s.shapes, "size": s.sizes, "pattern": s.patterns}, s.image_size,
+            cfg.formats.per_image, cfg.formats.crepe_negatives, cfg.formats.zeroshot_per_class)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

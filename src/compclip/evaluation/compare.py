@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from compclip.errors import UserError
+from compclip.evaluation import suite_report
 from compclip.evaluation.report import sugarcrepe_table
 from compclip.evaluation.sugarcrepe import FILES
 
@@ -73,16 +74,41 @@ def plot(results: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-def compare(metrics: dict[str, Path], out_dir: Path) -> dict:
+def suite_rows(results: dict[str, dict]) -> list[dict]:
+    """compare.json's rows for the suite: one per (column, benchmark, figure) with its CI."""
+    out = []
+    for column, r in results.items():
+        for bench, s in r.get("suite", {}).items():
+            for k, v in s.get("aggregate", {}).items():
+                out.append({"method": column, "metric": f"{bench}/{k}", **_cell(v)})
+    return out
+
+
+def compare(metrics: dict[str, Path], out_dir: Path, blind: Path | None = None, mlflow_cfg=None) -> dict:
+    """metrics: {method: metrics.json}; blind: the blind baseline's metrics.json, shown as a column."""
     missing = [str(p) for p in metrics.values() if not Path(p).exists()]
     if missing:
         raise UserError(f"compare: no metrics for {missing}; run `dvc repro` for those methods")
     results = {m: json.loads(Path(p).read_text()) for m, p in metrics.items()}
+    columns = dict(results)
+    if blind is not None and Path(blind).exists():
+        columns["blind"] = json.loads(Path(blind).read_text())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = sugarcrepe_table(results)
-    (out / "compare.md").write_text("```\n" + table + "\n```\n")
-    (out / "compare.json").write_text(json.dumps(rows(results), indent=1) + "\n")
+    benches = list(dict.fromkeys(b for r in columns.values() for b in r.get("suite", {})))
+    md = suite_report.markdown(columns, benches, preface=table) if benches else "```\n" + table + "\n```\n"
+    (out / "compare.md").write_text(md)
+    figs = suite_report.plots(columns, benches) if benches else {}
+    (out / "compare.html").write_text(suite_report.html_page(md, columns, benches, figs))
+    (out / "compare.json").write_text(json.dumps(rows(results) + suite_rows(columns), indent=1) + "\n")
     plot(results, out / "compare.png")
+    if mlflow_cfg is not None:
+        from compclip import tracking
+
+        with tracking.run(mlflow_cfg, "compare") as run:
+            for name in ("compare.md", "compare.html", "compare.png", "compare.json"):
+                run.log_artifact(out / name, artifact_path="report")
     print(table)
-    return {"methods": list(results), "table": str(out / "compare.md"), "plot": str(out / "compare.png")}
+    return {"methods": list(results), "columns": list(columns), "table": str(out / "compare.md"),
+            "html": str(out / "compare.html"), "plot": str(out / "compare.png")}

@@ -53,3 +53,26 @@ def sugarcrepe_table(results: dict[str, dict]) -> str:
     if skipped:
         lines.append(f"images left out (unreadable), by reason: {skipped}")
     return "\n".join(lines)
+
+
+def _figure(v: dict) -> str:
+    return f"{100 * v['accuracy']:5.1f} [{100 * v['ci_low']:4.1f},{100 * v['ci_high']:5.1f}] n={v['n']}"
+
+
+def result_lines(result: dict) -> list[str]:
+    """One benchmark run (compclip evaluate BENCHMARK) for the terminal: aggregates, then every file."""
+    if "not_applicable" in result:
+        return [f"{result['benchmark']} ({result['model']}): {result['not_applicable']}"]
+    lines = [f"{result['benchmark']} ({result['model']}), 95% CIs:"]
+    for k, v in result.get("aggregate", {}).items():
+        lines.append(f"  {k:28}{_figure(v)}")
+    for f, v in result.get("files", {}).items():
+        shown = {k: x for k, x in v.items() if isinstance(x, dict) and "accuracy" in x}
+        if "accuracy" in v:
+            shown = {"accuracy": v, **{p: v[p] for p in ("seen", "held_out") if p in v}}
+        for k, x in shown.items():
+            lines.append(f"  {f + ' ' + k:28}{_figure(x)}")
+    skipped = result.get("skipped", {})
+    if skipped.get("total"):
+        lines.append(f"  skipped {skipped['total']} items: {skipped['by_reason']} (examples in the JSON)")
+    return lines

@@ -12,7 +12,9 @@ from compclip.data.records import load_json
 from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.evaluate import (group_means, score_abstraction, score_hard_positives, score_retrieval,
                                           score_sugarcrepe)
+from compclip.evaluation.scorers import ModelScorer
 from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
+from compclip.evaluation.suite import CI, evaluate_benchmark
 from compclip.models.factory import load_model, resolve_device
 
 
@@ -42,14 +44,49 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
         ci = (cfg.bootstrap_samples, cfg.confidence, seed)
         results["hard_positives"] = score_hard_positives(cache, _load(Path(benchmarks) / "hard_positives.json"), *ci)
         results["abstraction"] = score_abstraction(cache, _load(Path(benchmarks) / "abstraction.json"), *ci)
-    # every image that could not be read, by reason: its items were left out of the scores above
-    results["skipped_images"] = cache.skipped()
     out = Path(out_dir or cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results["suite"] = run_suite(ModelScorer(cache, model), cfg, seed, out / "suite")
+    # every image that could not be read, by reason: its items were left out of the scores above
+    results["skipped_images"] = cache.skipped()
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "headline.json").write_text(json.dumps(headline(results), indent=2) + "\n")
     if mlflow_cfg is not None:
         _log(results, out / "metrics.json", mlflow_cfg, run_id)
     return results
+
+
+def run_suite(scorer, cfg: EvaluateConfig, seed: int, out: Path) -> dict:
+    """Every benchmark of cfg.suite: full results and per-item scores in out/<benchmark>.json (and
+    .scores.jsonl); returned without the per-file detail a table does not need (it is in those files)."""
+    ci = CI(cfg.bootstrap_samples, cfg.confidence, seed)
+    results = {}
+    for entry in cfg.suite:
+        options = {"seed": seed} if entry.benchmark.endswith("-order") else {}
+        r = evaluate_benchmark(entry.benchmark, entry.data, entry.images, scorer, ci,
+                               out / f"{entry.benchmark}.json", tuple(cfg.recall_at), **options)
+        results[entry.benchmark] = {k: r[k] for k in ("aggregate", "files", "skipped", "notes", "not_applicable",
+                                                       "items_scored") if k in r}
+        if "skipped" in results[entry.benchmark]:
+            results[entry.benchmark]["skipped"] = {k: v for k, v in r["skipped"].items() if k != "examples"}
+    return results
+
+
+# The few numbers a person compares between experiments (`dvc metrics diff`): one per benchmark.
+HEADLINE = {"sugarcrepe": ("mean", "swap"), "aro-relation": ("macro",), "aro-attribution": ("macro",),
+            "coco-order": ("precision@1",), "valse": ("avg",), "vl-checklist": ("mean",), "crepe": ("R@1",),
+            "hard-positives": ("augmented", "brittleness"), "abstraction": ("i2t",), "retrieval": ("R@1",),
+            "zeroshot": ("top1",)}
+
+
+def headline(results: dict) -> dict:
+    out = {}
+    for bench, keys in HEADLINE.items():
+        agg = results.get("suite", {}).get(bench, {}).get("aggregate", {})
+        for k in keys:
+            if k in agg and agg[k]["n"]:
+                out[f"{bench}/{k}"] = round(agg[k]["accuracy"], 4)
+    return out
 
 
 def _load(path: Path) -> list[dict]:
@@ -69,7 +106,23 @@ def _log(results: dict, path: Path, mlflow_cfg: MlflowConfig, run_id: str | None
         flat |= {f"eval/abstraction/{lvl}/{k}": v["accuracy"] for lvl, d in results.get("abstraction", {}).items()
                  for k, v in d.items() if v["n"]}
         flat |= {f"eval/skipped_images/{k}": v for k, v in results["skipped_images"].items()}
+        flat |= {f"eval/suite/{k}": v for k, v in headline(results).items()}
         flat |= {f"eval/over_context/{k}/{count}": n for k, v in results["sugarcrepe"].items()
                  for count, n in v.get("over_context", {}).items()}  # texts the tokenizer cut, and ties it made
         run.log_metrics(flat)
         run.log_artifact(path, artifact_path="evaluation")
+
+
+def run_blind(cfg: EvaluateConfig, manifest: Path, seed: int, out_dir: Path) -> dict:
+    """The text-only baseline on every benchmark it can attempt (evaluation/text_only.py), written like a
+    method's evaluation: out_dir/metrics.json, headline.json and suite/."""
+    from compclip.evaluation.text_only import blind_scorer
+
+    corpus = load_split(manifest, cfg.blind.corpus_split)["caption"].tolist()
+    scorer = blind_scorer(cfg.blind.scorer, corpus)
+    results = {"model": scorer.name, "corpus": {"split": cfg.blind.corpus_split, "captions": len(corpus)},
+               "suite": run_suite(scorer, cfg, seed, Path(out_dir) / "suite")}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    (Path(out_dir) / "headline.json").write_text(json.dumps(headline(results), indent=2) + "\n")
+    return {"model": scorer.name, "headline": headline(results)}

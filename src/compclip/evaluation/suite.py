@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from compclip.evaluation.items import Loaded, skip_summary
+from compclip import names
+from compclip.data.records import HELD_OUT_FILE, join_under, load_json
+from compclip.evaluation.items import Choice, Loaded, skip_summary
 from compclip.evaluation.metrics import accuracy_with_ci, macro_with_ci, mean_of_files_with_ci
 from compclip.evaluation.readers import aro, crepe, karpathy, valse, vlchecklist, zeroshot
 from compclip.evaluation.readers.demo import read_abstraction, read_hard_positives
@@ -52,6 +54,7 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("retrieval", "retrieval", karpathy.read_karpathy, "R@1"),
     Benchmark("zeroshot", "zeroshot", zeroshot.read_zeroshot, "top1"),
 ]}
+assert tuple(BENCHMARKS) == names.BENCHMARKS, "names.BENCHMARKS and the suite disagree"
 BLIND_KINDS = {"choice", "ranking", "hard_positives", "abstraction"}  # what a text-only score can attempt
 
 
@@ -206,6 +209,7 @@ def evaluate_benchmark(name: str, data: Path, images: Path | None, scorer, ci: C
     if scorer.blind and bench.kind not in BLIND_KINDS:
         return {"benchmark": name, "model": scorer.name, "not_applicable": "a text-only score cannot do this task"}
     loaded = bench.read(Path(data), Path(images) if images is not None else None, **read_options)
+    _mark_held_out(loaded, Path(data), images)
     rows = score(bench, loaded, scorer)
     result = {"benchmark": name, "model": scorer.name, "data": str(data), "images": str(images),
               **summarize(name, rows, ci, recall_at), "items_scored": len(rows),
@@ -222,6 +226,17 @@ def evaluate_benchmark(name: str, data: Path, images: Path | None, scorer, ci: C
         result["scores_file"] = str(scores)
         out.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _mark_held_out(loaded: Loaded, data: Path, images: Path | None) -> None:
+    """compclip's addition to a release folder (the shapes world writes it): the images showing held-out
+    combinations, paths relative to the images folder. Items get subset held_out / seen."""
+    path = (data if data.is_dir() else data.parent) / HELD_OUT_FILE
+    if images is None or not path.exists():
+        return
+    held = {join_under(Path(images), name) for name in load_json(path)}
+    loaded.items = [replace(it, subset="held_out" if it.image.path in held else "seen")
+                    if isinstance(it, Choice) and not it.subset else it for it in loaded.items]
 
 
 def scores_path(out: Path) -> Path:

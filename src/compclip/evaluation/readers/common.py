@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from compclip.data.records import SourceError, join_under
+from compclip.data.records import HELD_OUT_FILE, SourceError, join_under
 from compclip.evaluation.items import ImageRef, Loaded
 
 
@@ -18,7 +18,7 @@ def data_files(data: Path, pattern: str, what: str) -> list[Path]:
         return [data]
     if not data.is_dir():
         raise SourceError(f"{data}: not found ({what})")
-    found = sorted(p for p in data.rglob(pattern) if p.is_file())
+    found = sorted(p for p in data.rglob(pattern) if p.is_file() and p.name != HELD_OUT_FILE)
     if not found:
         raise SourceError(f"{data}: no {pattern} files ({what})")
     return found
