@@ -9,6 +9,6 @@ from stages import run
 
 if __name__ == "__main__":
     p = params()
-    blind = Path(p.evaluate.out_dir) / "blind" / "metrics.json" if p.evaluate.blind else None
+    blind = Path(p.evaluate.out_dir) / "blind" / "metrics.json"  # the blind stage's (empty when switched off)
     run(lambda: compare({m: Path(p.evaluate.out_dir) / m / "metrics.json" for m in p.methods}, p.compare.out_dir,
                         blind, p.mlflow))

@@ -508,6 +508,9 @@ class Params(Strict):
             raise ValueError("train.use_tuned needs a `tune` section")
         if self.pretrain is not None and self.pretrain.use_tuned:
             raise ValueError("pretrain.use_tuned: tuned values are for the methods (train), not pretraining")
+        if self.evaluate.blind is not None and "blind" in self.methods:
+            raise ValueError("methods: 'blind' names the text-only baseline's column and folder "
+                             "(reports/evaluate/blind); call the method something else")
         if self.register_ is not None and self.register_.candidate not in ("best", *self.methods):
             raise ValueError(f"register.candidate {self.register_.candidate!r}: 'best' or a key of `methods`")
         return self

@@ -91,7 +91,7 @@ def compare(metrics: dict[str, Path], out_dir: Path, blind: Path | None = None, 
         raise UserError(f"compare: no metrics for {missing}; run `dvc repro` for those methods")
     results = {m: json.loads(Path(p).read_text()) for m, p in metrics.items()}
     columns = dict(results)
-    if blind is not None and Path(blind).exists():
+    if blind is not None and Path(blind).exists() and json.loads(Path(blind).read_text()).get("suite"):
         columns["blind"] = json.loads(Path(blind).read_text())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,10 +99,11 @@ def compare(metrics: dict[str, Path], out_dir: Path, blind: Path | None = None, 
     benches = list(dict.fromkeys(b for r in columns.values() for b in r.get("suite", {})))
     md = suite_report.markdown(columns, benches, preface=table) if benches else "```\n" + table + "\n```\n"
     (out / "compare.md").write_text(md)
-    figs = suite_report.plots(columns, benches) if benches else {}
-    (out / "compare.html").write_text(suite_report.html_page(md, columns, benches, figs))
-    (out / "compare.json").write_text(json.dumps(rows(results) + suite_rows(columns), indent=1) + "\n")
     plot(results, out / "compare.png")
+    figs = suite_report.plots(columns, benches) if benches else {}
+    (out / "compare.html").write_text(suite_report.html_page(
+        md, columns, benches, figs, {"per type (SugarCrepe files), abstraction, hard positives": (out / "compare.png").read_bytes()}))
+    (out / "compare.json").write_text(json.dumps(rows(results) + suite_rows(columns), indent=1) + "\n")
     if mlflow_cfg is not None:
         from compclip import tracking
 

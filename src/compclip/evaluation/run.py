@@ -118,6 +118,12 @@ def run_blind(cfg: EvaluateConfig, manifest: Path, seed: int, out_dir: Path) -> 
     method's evaluation: out_dir/metrics.json, headline.json and suite/."""
     from compclip.evaluation.text_only import blind_scorer
 
+    if cfg.blind is None:  # switched off: an empty result, so compare shows no blind column
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "suite").mkdir(exist_ok=True)
+        (Path(out_dir) / "metrics.json").write_text(json.dumps({"disabled": True, "suite": {}}) + "\n")
+        (Path(out_dir) / "headline.json").write_text("{}\n")
+        return {"disabled": True}
     corpus = load_split(manifest, cfg.blind.corpus_split)["caption"].tolist()
     scorer = blind_scorer(cfg.blind.scorer, corpus)
     results = {"model": scorer.name, "corpus": {"split": cfg.blind.corpus_split, "captions": len(corpus)},

@@ -207,7 +207,11 @@ def evaluate_benchmark(name: str, data: Path, images: Path | None, scorer, ci: C
                        recall_at=(1, 5, 10), **read_options) -> dict:
     bench = BENCHMARKS[name]
     if scorer.blind and bench.kind not in BLIND_KINDS:
-        return {"benchmark": name, "model": scorer.name, "not_applicable": "a text-only score cannot do this task"}
+        result = {"benchmark": name, "model": scorer.name, "not_applicable": "a text-only score cannot do this task"}
+        if out is not None:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(result, indent=1) + "\n")
+        return result
     loaded = bench.read(Path(data), Path(images) if images is not None else None, **read_options)
     _mark_held_out(loaded, Path(data), images)
     rows = score(bench, loaded, scorer)

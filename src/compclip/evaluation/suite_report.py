@@ -93,10 +93,15 @@ def plots(results: dict[str, dict], benches: list[str]) -> dict[str, object]:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from compclip.evaluation.suite import BENCHMARKS
+
     cols = list(results)
     figs = {}
-    heads = [(b, k) for b in benches for k in list(next((r["suite"][b]["aggregate"] for r in results.values()
-                                                          if b in r.get("suite", {})), {}))[:1]]
+    heads = []
+    for b in benches:  # the benchmark's own headline figure where it has one, else its first aggregate
+        keys = list(next((r["suite"][b]["aggregate"] for r in results.values() if b in r.get("suite", {})), {}))
+        if keys:
+            heads.append((b, BENCHMARKS[b].headline if b in BENCHMARKS and BENCHMARKS[b].headline in keys else keys[0]))
     fig, ax = plt.subplots(figsize=(max(9, 1.2 * len(heads) * max(1, len(cols)) / 3), 4.2))
     x, width = np.arange(len(heads)), 0.8 / max(1, len(cols))
     for i, c in enumerate(cols):
@@ -149,8 +154,10 @@ def plots(results: dict[str, dict], benches: list[str]) -> dict[str, object]:
     return figs
 
 
-def html_page(md_tables: str, results: dict[str, dict], benches: list[str], figs: dict[str, object]) -> str:
-    """One self-contained page: the same tables as the markdown, and the plots as embedded PNGs."""
+def html_page(md_tables: str, results: dict[str, dict], benches: list[str], figs: dict[str, object],
+              extra_png: dict[str, bytes] | None = None) -> str:
+    """One self-contained page: the same tables as the markdown, and the plots as embedded PNGs (figs, and
+    extra_png: already rendered ones, such as compare.png's per-type bars)."""
     import matplotlib.pyplot as plt
 
     cols = list(results)
@@ -166,6 +173,9 @@ def html_page(md_tables: str, results: dict[str, dict], benches: list[str], figs
         parts.append(f"<h2>Plot: {html.escape(name)}</h2><img alt='{html.escape(name)} plot' "
                      f"src='data:image/png;base64,{_png(fig)}'>")
         plt.close(fig)
+    for name, data in (extra_png or {}).items():
+        parts.append(f"<h2>Plot: {html.escape(name)}</h2><img alt='{html.escape(name)} plot' "
+                     f"src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
     for bench in benches:
         rows = benchmark_rows(results, bench)
         if not rows:
