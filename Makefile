@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/negatives_throughput.py --out bench/results/negatives_throughput_cpu.json
 	$(PY) bench/negatives_dask.py --out bench/results/negatives_dask_cpu.json
 	$(PY) bench/method_step_time.py --out bench/results/method_step_time_cpu.json
+	$(PY) bench/eval_scoring.py --out bench/results/eval_scoring_cpu.json
 
 clean:
 	rm -rf data models reports mlflow/mlflow.db mlflow/artifacts

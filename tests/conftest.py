@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-from compclip.config import load_params  # noqa: E402
+from compclip.config import SuiteEntry, load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +38,11 @@ def tiny_params(tmp: Path, **train_overrides):
     train = p.train.model_copy(update={"out_dir": tmp / "models", "batch_size": 32, "epochs": 2, "warmup_steps": 3,
                                        "checkpoint_every_steps": 5, "max_steps": None, "init_from": None,
                                        **train_overrides})
+    # the suite's release-format files are the benchmarks stage's; here only the SugarCrepe files exist
     evaluate = p.evaluate.model_copy(update={
         "out_dir": tmp / "reports", "bootstrap_samples": 200,
-        "sugarcrepe": p.evaluate.sugarcrepe.model_copy(update={"data": s / "sugarcrepe", "images": s / "coco/test"})})
+        "sugarcrepe": p.evaluate.sugarcrepe.model_copy(update={"data": s / "sugarcrepe", "images": s / "coco/test"}),
+        "suite": [SuiteEntry(benchmark="sugarcrepe", data=s / "sugarcrepe", images=s / "coco/test")]})
     mlf = p.mlflow.model_copy(update={"tracking_uri": f"sqlite:///{tmp}/mlflow/mlflow.db",
                                       "artifact_root": tmp / "mlflow/artifacts"})
     tune = p.tune.model_copy(update={

@@ -105,3 +105,30 @@ def test_compare_writes_table_json_and_plot(tmp_path):
     assert (tmp_path / "cmp/compare.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="no metrics"):
         compare({"x": tmp_path / "missing.json"}, tmp_path / "cmp2")
+
+
+def test_suite_agrees_with_the_stage_scorers_and_formats_are_written(benchmarks):
+    """The suite's readers and scorers against evaluate.py's functions, on the benchmarks stage's files and
+    one model: the same n and the same decisions; and the release formats are there."""
+    from pathlib import Path
+
+    from compclip.evaluation.encode import EmbeddingCache
+    from compclip.evaluation.scorers import ModelScorer
+    from compclip.evaluation.suite import CI, evaluate_benchmark
+    from compclip.models.factory import create
+
+    p, summary, out = benchmarks
+    assert summary["formats"]["aro/visual_genome_relation"] > 0 and (out / "formats/vl-checklist/data").is_dir()
+    torch.manual_seed(0)
+    cache = EmbeddingCache(create("compclip-micro"), "cpu", 64)
+    hp_items, ab_items = (json.loads((out / f).read_text()) for f in ("hard_positives.json", "abstraction.json"))
+    legacy_hp = score_hard_positives(cache, hp_items, 50, 0.95, 0)
+    legacy_ab = score_abstraction(cache, ab_items, 50, 0.95, 0)
+    scorer = ModelScorer(cache, "micro")
+    hp = evaluate_benchmark("hard-positives", out / "hard_positives.json", Path("."), scorer, CI(50))
+    ab = evaluate_benchmark("abstraction", out / "abstraction.json", Path("."), scorer, CI(50))
+    for k in ("original", "augmented", "brittleness"):
+        assert hp["aggregate"][k] == legacy_hp["all"][k], k
+    for level, figures in legacy_ab.items():
+        if figures["i2t"]["n"]:
+            assert ab["files"][level] == figures, level

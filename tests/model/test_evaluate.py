@@ -46,6 +46,14 @@ def test_stage_evaluation_logs_into_the_training_run(trained):
     assert r["retrieval"]["images"] == p.synth.scenes.test
     assert 0 <= r["retrieval"]["i2t_R@1"] <= r["retrieval"]["i2t_R@5"] <= r["retrieval"]["i2t_R@10"] <= 1
     assert json.loads((Path(p.evaluate.out_dir) / "metrics.json").read_text()) == json.loads(json.dumps(r))
+    # the suite reads the same files through its own reader: the same decisions, the same n
+    suite = r["suite"]["sugarcrepe"]["files"]
+    for f, v in r["sugarcrepe"].items():
+        assert (suite[f]["accuracy"], suite[f]["n"]) == (v["accuracy"], v["n"]), f
+        assert suite[f]["held_out"]["n"] == v["held_out"]["n"]
+    headline = json.loads((Path(p.evaluate.out_dir) / "headline.json").read_text())
+    assert headline["sugarcrepe/mean"] == round(r["suite"]["sugarcrepe"]["aggregate"]["mean"]["accuracy"], 4)
+    assert (Path(p.evaluate.out_dir) / "suite/sugarcrepe.scores.jsonl").exists()
     run = mlflow.get_run(summary["run_id"])
     assert run.data.metrics["eval/sugarcrepe/swap_att"] == r["sugarcrepe"]["swap_att"]["accuracy"]
 
@@ -151,3 +159,4 @@ def test_stage_errors_one_line_for_the_user_a_traceback_for_bugs(capsys):
 
     with pytest.raises(ValueError, match="not aligned"):  # not swallowed into one line: its traceback stays
         run(bug)
+

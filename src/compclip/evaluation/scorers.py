@@ -47,12 +47,20 @@ class ModelScorer:
         row_of = {t: i for i, t in enumerate(texts)}
         tok = self.cache.bundle.tokenizer
         over = dict(zip(texts, over_context(tok, texts)))
+        # option k of every item at once, as elementwise products summed per row: the same arithmetic as
+        # score_sugarcrepe, so both give the same decisions even on near-ties
+        width = max(len(it.texts) for it in items)
+        scores = torch.full((len(items), width), float("nan"))
+        for k in range(width):
+            has = [i for i, it in enumerate(items) if len(it.texts) > k]
+            rows_k = emb[[row_of[items[i].texts[k]] for i in has]]
+            scores[has, k] = (img[has] * rows_k).sum(1)
         rows = []
         for i, it in enumerate(items):
-            scores = (emb[[row_of[t] for t in it.texts]] @ img[i]).numpy()
             tied = any(same_after_cut(tok, [it.texts[0]], [t])[0] for t in it.texts[1:]) \
                 if any(over[t] for t in it.texts) else False
-            rows.append(_row(it, scores, over_context=any(over[t] for t in it.texts), tied_by_cut=bool(tied)))
+            rows.append(_row(it, scores[i, :len(it.texts)].numpy(), over_context=any(over[t] for t in it.texts),
+                             tied_by_cut=bool(tied)))
         return rows
 
     @torch.no_grad()
@@ -91,16 +99,21 @@ class ModelScorer:
         """Per item and level: [s(image, own text), s(image, distractor's text), s(distractor image, own text)]."""
         usable = self.cache.usable([it.image for it in loaded.items]) & \
             self.cache.usable([it.distractor for it in loaded.items])
-        rows = []
+        items = []
         for it, ok in zip(loaded.items, usable):
-            if not ok:
+            if ok:
+                items.append(it)
+            else:
                 bad = it.image if it.image in self.cache.failed else it.distractor
                 loaded.skip(it.file, it.key, self.cache.failed[bad], str(bad))
-                continue
-            img, dis = self.cache.image_matrix([it.image, it.distractor])
-            own, other = self.cache.text_matrix([it.own, it.other])
-            rows.append(_row(it, [float(img @ own), float(img @ other), float(dis @ own)]))
-        return rows
+        if not items:
+            return []
+        img = self.cache.image_matrix([it.image for it in items])
+        dis = self.cache.image_matrix([it.distractor for it in items])
+        own = self.cache.text_matrix([it.own for it in items])
+        other = self.cache.text_matrix([it.other for it in items])
+        scores = torch.stack([(img * own).sum(1), (img * other).sum(1), (dis * own).sum(1)], dim=1).numpy()
+        return [_row(it, s) for it, s in zip(items, scores)]
 
 
 def choice_correct(rows: list[dict]) -> np.ndarray:

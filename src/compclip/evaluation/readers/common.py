@@ -54,14 +54,14 @@ def _size(path: str) -> tuple[int, int] | None:
 
 
 def check_image(loaded: Loaded, file: str, record, images: Path, relative: str,
-                box: tuple[float, float, float, float] | None = None) -> ImageRef | None:
+                box: tuple[float, float, float, float] | None = None, absolute_ok: bool = False) -> ImageRef | None:
     """The item's image, or None after recording why it cannot be used (path leaving the images folder,
     missing file, empty box, box wholly outside the image). A box partly outside is kept: PIL's crop pads,
-    as the benchmarks' own code does."""
+    as the benchmarks' own code does. absolute_ok: files compclip wrote itself may name absolute paths."""
     if not isinstance(relative, str) or not relative:
         loaded.skip(file, record, "missing_key", "no image path")
         return None
-    path = join_under(Path(images), relative)
+    path = relative if absolute_ok and Path(relative).is_absolute() else join_under(Path(images), relative)
     if path is None:
         loaded.skip(file, record, "bad_image_path", f"{relative!r} leaves {images}")
         return None

@@ -5,7 +5,7 @@
 - abstraction.json: a list of {image_path, distractor_path, texts: {level: text}, distractor_texts}:
   CLEAR GLASS's 2-way test per abstraction level (REFERENCE §7.3).
 
-Image paths in them are relative to `images` (the repository root in the demo).
+Image paths in them are relative to `images` (the repository root in the demo), or absolute.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def read_hard_positives(data: Path, images: Path) -> Loaded:
             if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in keys):
                 loaded.skip(file, i, "missing_key", f"needs {', '.join(keys)}")
                 continue
-            image = check_image(loaded, file, i, images, rec.get("image_path"))
+            image = check_image(loaded, file, i, images, rec.get("image_path"), absolute_ok=True)
             if image is not None:
                 loaded.items.append(Choice(file, str(i), image, tuple(rec[k] for k in keys),
                                            str(rec.get("source", ""))))
@@ -60,8 +60,9 @@ def read_abstraction(data: Path, images: Path) -> Loaded:
             if not isinstance(texts, dict) or not isinstance(other, dict) or set(texts) != set(other):
                 loaded.skip(file, i, "missing_key", "needs texts and distractor_texts with the same levels")
                 continue
-            image = check_image(loaded, file, i, images, rec.get("image_path"))
-            distractor = check_image(loaded, file, i, images, rec.get("distractor_path")) if image else None
+            image = check_image(loaded, file, i, images, rec.get("image_path"), absolute_ok=True)
+            distractor = check_image(loaded, file, i, images, rec.get("distractor_path"), absolute_ok=True) \
+                if image else None
             if distractor is None:
                 continue
             for level, text in texts.items():
