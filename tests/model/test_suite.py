@@ -135,3 +135,26 @@ def test_bigram_blind_score_by_hand():
     p_end = 0.5 * 1.0 + 0.5 * (2 + 1) / 11
     assert lm("a b") == pytest.approx(math.log(p_a) + math.log(p_b) + math.log(p_end))
     assert lm("a b") > lm("b a")
+
+
+def test_texts_over_the_context_are_counted_and_a_cut_tie_is_wrong(suite, tmp_path):
+    p, tmp, ckpt, counts, runs = suite
+    from compclip.models.factory import load_model
+
+    bundle = load_model(str(ckpt))
+    ctx = bundle.tokenizer.context_length
+    long = "a " * ctx + "red square"  # the difference lies past the context: the cut makes them identical
+    data, images = runs["aro-relation"]
+    item = json.loads(Path(data).read_text())[0]
+    path = tmp_path / "visual_genome_relation.json"
+    path.write_text(json.dumps([item, {**item, "true_caption": long, "false_caption": long.replace("red", "blue")},
+                                {**item, "true_caption": long + " and more", "false_caption": "short"}]))
+    r = evaluate_benchmark("aro-relation", path, images, ModelScorer(EmbeddingCache(bundle, "cpu", 8), "m"), CI(20))
+    f = r["files"]["visual_genome_relation"]
+    assert f["over_context"] == {"items": 2, "tied_by_cut": 1} and f["n"] == 3
+    rows = [json.loads(line) for line in open(r.get("scores_file", "/dev/null"))][1:] if "scores_file" in r else None
+    assert rows is None  # no --out: nothing written
+    out = tmp_path / "o.json"
+    r = evaluate_benchmark("aro-relation", path, images, ModelScorer(EmbeddingCache(bundle, "cpu", 8), "m"), CI(20), out)
+    tied = [json.loads(line) for line in open(r["scores_file"])][1:][1]
+    assert tied["tied_by_cut"] and tied["scores"][0] == tied["scores"][1]  # a tie, counted as wrong
