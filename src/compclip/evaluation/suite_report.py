@@ -102,7 +102,8 @@ def plots(results: dict[str, dict], benches: list[str]) -> dict[str, object]:
         keys = list(next((r["suite"][b]["aggregate"] for r in results.values() if b in r.get("suite", {})), {}))
         if keys:
             heads.append((b, BENCHMARKS[b].headline if b in BENCHMARKS and BENCHMARKS[b].headline in keys else keys[0]))
-    fig, ax = plt.subplots(figsize=(max(9, 1.2 * len(heads) * max(1, len(cols)) / 3), 4.2))
+    # about 0.17 in per bar, capped so the page does not need scrolling sideways
+    fig, ax = plt.subplots(figsize=(min(16, max(9, 0.17 * len(heads) * len(cols) + 2)), 5))
     x, width = np.arange(len(heads)), 0.8 / max(1, len(cols))
     for i, c in enumerate(cols):
         vals = [results[c].get("suite", {}).get(b, {}).get("aggregate", {}).get(k) for b, k in heads]
