@@ -113,9 +113,10 @@ def plots(results: dict[str, dict], benches: list[str]) -> dict[str, object]:
         ax.bar(x + (i - (len(cols) - 1) / 2) * width, acc, width, yerr=err, capsize=2, label=c)
     ax.set_xticks(x, [f"{b}\n{k}" for b, k in heads], fontsize=7)
     ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 115)  # room above 100 for the legend
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title("Each benchmark's headline figure (95% CI)")
-    ax.legend(ncol=min(7, len(cols)), fontsize=7, loc="upper left")
+    ax.legend(ncol=len(cols), fontsize=7, loc="upper center")
     fig.tight_layout()
     figs["headline"] = fig
 
