@@ -7,7 +7,8 @@ After `make demo` (or any `dvc repro`), record what it produced without training
   python bench/sweep.py --no-run --out bench/results/demo_cpu.json
 
 The output file holds the full params.yaml the numbers came from (after the --set overrides), the git
-commit, versions and device, and every method's metrics (all items, seen and held-out, each with n).
+commit, versions and device, and every method's metrics (all items, seen and held-out, each with n; the
+suite's benchmarks) under `results.methods`, and the blind text-only baseline's under `results.blind`.
 """
 
 from __future__ import annotations
@@ -55,16 +56,21 @@ def main() -> None:
     if not a.no_run:
         run_experiment(a.set, a.no_mlflow)
 
-    from compclip.evaluation.report import sugarcrepe_table
+    from compclip.evaluation.report import headline_table, sugarcrepe_table
     from compclip.provenance import write_result
 
     params = yaml.safe_load(Path("params.yaml").read_text())
     results = collect(params)
+    blind_file = Path(params["evaluate"]["out_dir"]) / "blind" / "metrics.json"
+    blind = json.loads(blind_file.read_text()) if blind_file.exists() else None
     devices = sorted({r["train"]["device"] or "unknown" for r in results.values()})
-    write_result(a.out, results, params, ", ".join(devices))
+    write_result(a.out, {"methods": results, "blind": blind}, params, ", ".join(devices))
     steps = {m: r["train"]["steps"] for m, r in results.items()}
     print(f"steps per method: {steps}; device: {', '.join(devices)}")
     print(sugarcrepe_table({m: r["metrics"] for m, r in results.items()}))
+    columns = {m: r["metrics"] for m, r in results.items()} | ({"blind": blind} if blind and blind.get("suite") else {})
+    print("\nevery benchmark's headline figure (% [95% CI]):")
+    print(headline_table(columns))
     print(f"written: {a.out}")
 
 

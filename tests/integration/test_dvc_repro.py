@@ -141,9 +141,18 @@ def test_dvc_repro_tiny(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert rec.returncode == 0, rec.stderr[-3000:]
     record = json.loads((repo / "sweep.json").read_text())
-    assert set(record["results"]) == set(methods) and record["provenance"]["params"]["train"]["max_steps"] == 3
-    assert all(r["train"]["steps"] == 3 and r["train"]["device"] == "cpu" for r in record["results"].values())
+    assert set(record["results"]["methods"]) == set(methods)
+    assert record["provenance"]["params"]["train"]["max_steps"] == 3
+    assert all(r["train"]["steps"] == 3 and r["train"]["device"] == "cpu" for r in record["results"]["methods"].values())
     assert "seen combinations" in rec.stdout and re.search(r"swap_obj\s+\d+\s", rec.stdout)
+    # the suite: every benchmark's headline for every method and the blind baseline, n beside each
+    assert record["results"]["blind"]["suite"]["coco-order"]["aggregate"]["precision@1"]["n"] > 0
+    assert re.search(r"aro-relation/macro\s+\d+\s", rec.stdout) and "blind" in rec.stdout
+    for method in methods:
+        suite = record["results"]["methods"][method]["metrics"]["suite"]
+        assert {"aro-relation", "valse", "vl-checklist", "crepe", "zeroshot", "retrieval"} <= set(suite), method
+    assert len(json.loads((repo / "reports/evaluate/clip/headline.json").read_text())) >= 10
+    assert (repo / "reports/compare/compare.html").stat().st_size > 0
 
     # every stage ran, and read only params it declares (and declares none it never reads)
     declared = declared_params(repo)

@@ -84,3 +84,20 @@ def test_html_report_opens_in_chromium_without_console_messages(report, tmp_path
     for bench in ("sugarcrepe", "aro-relation", "crepe", "hard-positives", "abstraction"):
         assert f'id="table-{bench}"' in dom
     assert dom.count("<img") == 4  # headline bars, abstraction levels, brittleness vs ATA, per-type bars
+
+
+def test_report_is_logged_to_mlflow(tmp_path):
+    import mlflow
+
+    from tests.conftest import tiny_params
+
+    cfg = tiny_params(tmp_path).mlflow
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip/metrics.json").write_text(json.dumps(_metrics(0.0)))
+    compare({"clip": tmp_path / "clip/metrics.json"}, tmp_path / "cmp", mlflow_cfg=cfg)
+    client = mlflow.MlflowClient(cfg.tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "attributes.run_name = 'compare'")
+    assert len(runs) == 1
+    names = {f.path for f in client.list_artifacts(runs[0].info.run_id, "report")}
+    assert names == {"report/compare.md", "report/compare.html", "report/compare.png", "report/compare.json"}

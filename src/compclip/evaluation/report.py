@@ -76,3 +76,30 @@ def result_lines(result: dict) -> list[str]:
     if skipped.get("total"):
         lines.append(f"  skipped {skipped['total']} items: {skipped['by_reason']} (examples in the JSON)")
     return lines
+
+
+def headline_rows(columns: dict[str, dict]) -> list[tuple[str, list[dict | None]]]:
+    """(benchmark/figure, one figure per column) for the HEADLINE figures any column has."""
+    from compclip.evaluation.suite import HEADLINE
+
+    rows = []
+    for bench, keys in HEADLINE.items():
+        for k in keys:
+            cells = [c.get("suite", {}).get(bench, {}).get("aggregate", {}).get(k) for c in columns.values()]
+            if any(cells):
+                rows.append((f"{bench}/{k}", cells))
+    return rows
+
+
+def _ci_cell(c: dict | None) -> str:
+    return f"{100 * c['accuracy']:5.1f} [{100 * c['ci_low']:4.1f},{100 * c['ci_high']:5.1f}]" if c and c["n"] else "-"
+
+
+def headline_table(columns: dict[str, dict]) -> str:
+    """One row per headline figure (suite aggregates), one column per method (and the blind baseline)."""
+    names = list(columns)
+    width = max(18, *(len(m) + 2 for m in names))
+    lines = [f"{'':28}{'n':>7}" + "".join(f"{m:>{width}}" for m in names)]
+    for label, cells in headline_rows(columns):
+        lines.append(f"{label:28}{_n(cells):>7}" + "".join(f"{_ci_cell(c):>{width}}" for c in cells))
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from compclip.evaluation.evaluate import (group_means, score_abstraction, score_
                                           score_sugarcrepe)
 from compclip.evaluation.scorers import ModelScorer
 from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
-from compclip.evaluation.suite import CI, evaluate_benchmark
+from compclip.evaluation.suite import CI, HEADLINE, evaluate_benchmark
 from compclip.models.factory import load_model, resolve_device
 
 
@@ -70,13 +70,6 @@ def run_suite(scorer, cfg: EvaluateConfig, seed: int, out: Path) -> dict:
         if "skipped" in results[entry.benchmark]:
             results[entry.benchmark]["skipped"] = {k: v for k, v in r["skipped"].items() if k != "examples"}
     return results
-
-
-# The few numbers a person compares between experiments (`dvc metrics diff`): one per benchmark.
-HEADLINE = {"sugarcrepe": ("mean", "swap"), "aro-relation": ("macro",), "aro-attribution": ("macro",),
-            "coco-order": ("precision@1",), "valse": ("avg",), "vl-checklist": ("mean",), "crepe": ("R@1",),
-            "hard-positives": ("augmented", "brittleness"), "abstraction": ("i2t",), "retrieval": ("R@1",),
-            "zeroshot": ("top1",)}
 
 
 def headline(results: dict) -> dict:

@@ -55,6 +55,12 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("zeroshot", "zeroshot", zeroshot.read_zeroshot, "top1"),
 ]}
 assert tuple(BENCHMARKS) == names.BENCHMARKS, "names.BENCHMARKS and the suite disagree"
+# The few figures a person compares between experiments (headline.json, `dvc metrics diff`, the report's first
+# table): each benchmark's own aggregate, two where one does not say enough.
+HEADLINE = {"sugarcrepe": ("mean", "swap"), "aro-relation": ("macro",), "aro-attribution": ("macro",),
+            "coco-order": ("precision@1",), "flickr-order": ("precision@1",), "valse": ("avg",),
+            "vl-checklist": ("mean",), "crepe": ("R@1",), "hard-positives": ("augmented", "brittleness"),
+            "abstraction": ("i2t",), "retrieval": ("R@1",), "zeroshot": ("top1",)}
 BLIND_KINDS = {"choice", "ranking", "hard_positives", "abstraction"}  # what a text-only score can attempt
 
 

@@ -11,6 +11,8 @@ import io
 import json
 from pathlib import Path
 
+from compclip.evaluation.report import headline_rows
+
 PAPER = Path(__file__).with_name("paper_figures.json")
 
 
@@ -56,8 +58,15 @@ def markdown(results: dict[str, dict], benches: list[str], preface: str = "") ->
            "Accuracy (%) with bootstrap 95% CIs; `n` items per row (two numbers when a column scored fewer). "
            "`blind` never sees the image: a text-only score (evaluate.blind). Seen / held-out rows are subsets of "
            "the row above them.", ""]
+    heads = headline_rows(results)
+    if heads:
+        out += ["## Headline: one figure per benchmark", "", "| | n | " + " | ".join(cols) + " |",
+                "|---|---|" + "---|" * len(cols)]
+        out += [f"| {label} | {_n(cells)} | " + " | ".join(_cell(c) for c in cells) + " |" for label, cells in heads]
+        out.append("")
     if preface:
-        out += ["```", preface, "```", ""]
+        out += ["## The stage metrics (SugarCrepe files, retrieval, hard positives, abstraction)", "",
+                "```", preface, "```", ""]
     for bench in benches:
         rows = benchmark_rows(results, bench)
         if not rows:
