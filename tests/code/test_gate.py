@@ -54,3 +54,11 @@ def test_headline_from_metrics_and_through_tags():
     assert got["compositional_held_out"] == pytest.approx(0.4) and got["compositional_held_out_n"] == 5
     assert got["r1"] == pytest.approx(0.3) and got["r1_n"] == 90 and got["zeroshot"] == 0.33
     assert from_tags(to_tags(got)) == got
+
+
+def test_headline_takes_zero_shot_from_the_suite():
+    base = {"sugarcrepe": {"swap_obj": {"accuracy": 0.5, "n": 10}}, "retrieval": {"i2t_R@1": 0.2, "t2i_R@1": 0.4}}
+    top1 = {"accuracy": 0.25, "ci_low": 0.2, "ci_high": 0.3, "n": 800}
+    got = headline({**base, "suite": {"zeroshot": {"aggregate": {"top1": top1}}}})
+    assert got["zeroshot"] == 0.25 and got["zeroshot_n"] == 800
+    assert "zeroshot" not in headline({**base, "suite": {"zeroshot": {"aggregate": {"top1": {**top1, "n": 0}}}}})

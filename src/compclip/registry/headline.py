@@ -23,8 +23,9 @@ def headline(metrics: dict) -> dict:
     r = metrics["retrieval"]
     out |= {"i2t_R@1": r["i2t_R@1"], "t2i_R@1": r["t2i_R@1"], "r1": (r["i2t_R@1"] + r["t2i_R@1"]) / 2,
             "r1_n": r.get("captions", 0)}
-    zeroshot = metrics.get("zeroshot")
-    if isinstance(zeroshot, dict) and "accuracy" in zeroshot:
+    # the evaluation suite's zero-shot top-1 (reports/evaluate/<method>/suite/zeroshot.json)
+    zeroshot = metrics.get("zeroshot") or metrics.get("suite", {}).get("zeroshot", {}).get("aggregate", {}).get("top1")
+    if isinstance(zeroshot, dict) and "accuracy" in zeroshot and zeroshot.get("n"):
         out["zeroshot"] = zeroshot["accuracy"]
         out["zeroshot_n"] = zeroshot.get("n", 0)
     return out
