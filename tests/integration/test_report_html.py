@@ -55,6 +55,9 @@ def test_markdown_has_every_benchmark_n_cis_and_paper_figures(report):
     assert "| **macro** | 100 | 55.0 [50.0, 60.0] | 65.0 [60.0, 70.0] | 45.0 [40.0, 50.0] |" in md
     assert "swap_att (held_out) | 30 |" in md
     assert "Published figures (paper figures on the real benchmarks, not these data)" in md
+    bars = json.loads((report / "headline_plot.json").read_text())
+    assert {"label": "aro-relation/macro · blind", "figure": "aro-relation/macro", "column": "blind",
+            "accuracy": 45.0, "ci_low": 40.0, "ci_high": 50.0, "n": 100} in bars
     rows = json.loads((report / "compare.json").read_text())
     assert {"method": "blind", "metric": "crepe/R@1", "value": 0.30000000000000004, "ci_low": 0.25000000000000006,
             "ci_high": 0.35000000000000003, "n": 100} in rows
@@ -100,4 +103,5 @@ def test_report_is_logged_to_mlflow(tmp_path):
                               "attributes.run_name = 'compare'")
     assert len(runs) == 1
     names = {f.path for f in client.list_artifacts(runs[0].info.run_id, "report")}
-    assert names == {"report/compare.md", "report/compare.html", "report/compare.png", "report/compare.json"}
+    assert names == {"report/compare.md", "report/compare.html", "report/compare.png", "report/compare.json",
+                     "report/headline_plot.json"}

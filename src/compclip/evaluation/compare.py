@@ -8,7 +8,7 @@ from pathlib import Path
 
 from compclip.errors import UserError
 from compclip.evaluation import suite_report
-from compclip.evaluation.report import sugarcrepe_table
+from compclip.evaluation.report import headline_rows, sugarcrepe_table
 from compclip.evaluation.sugarcrepe import FILES
 
 
@@ -84,6 +84,14 @@ def suite_rows(results: dict[str, dict]) -> list[dict]:
     return out
 
 
+def headline_plot_rows(columns: dict[str, dict]) -> list[dict]:
+    """The headline figures as bars for `dvc plots diff` (percent; one label per column and figure)."""
+    return [{"label": f"{figure} · {column}", "figure": figure, "column": column,
+             "accuracy": round(100 * cell["accuracy"], 2), "ci_low": round(100 * cell["ci_low"], 2),
+             "ci_high": round(100 * cell["ci_high"], 2), "n": cell["n"]}
+            for figure, cells in headline_rows(columns) for column, cell in zip(columns, cells) if cell and cell["n"]]
+
+
 def compare(metrics: dict[str, Path], out_dir: Path, blind: Path | None = None, mlflow_cfg=None) -> dict:
     """metrics: {method: metrics.json}; blind: the blind baseline's metrics.json, shown as a column."""
     missing = [str(p) for p in metrics.values() if not Path(p).exists()]
@@ -104,12 +112,14 @@ def compare(metrics: dict[str, Path], out_dir: Path, blind: Path | None = None, 
     (out / "compare.html").write_text(suite_report.html_page(
         md, columns, benches, figs, {"per type (SugarCrepe files), abstraction, hard positives": (out / "compare.png").read_bytes()}))
     (out / "compare.json").write_text(json.dumps(rows(results) + suite_rows(columns), indent=1) + "\n")
+    (out / "headline_plot.json").write_text(json.dumps(headline_plot_rows(columns), indent=1) + "\n")
     if mlflow_cfg is not None:
         from compclip import tracking
 
         with tracking.run(mlflow_cfg, "compare") as run:
-            for name in ("compare.md", "compare.html", "compare.png", "compare.json"):
+            for name in ("compare.md", "compare.html", "compare.png", "compare.json", "headline_plot.json"):
                 run.log_artifact(out / name, artifact_path="report")
     print(table)
     return {"methods": list(results), "columns": list(columns), "table": str(out / "compare.md"),
+            "headline_plot": str(out / "headline_plot.json"),
             "html": str(out / "compare.html"), "plot": str(out / "compare.png")}
