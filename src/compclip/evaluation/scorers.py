@@ -17,7 +17,7 @@ from compclip.evaluation.items import Choice, Loaded
 from compclip.text.context import over_context, same_after_cut
 
 
-def _row(item, scores, **extra) -> dict:
+def score_row(item, scores, **extra) -> dict:
     return {"file": item.file, "key": item.key, "group": getattr(item, "group", ""),
             "subset": getattr(item, "subset", ""), "scores": [float(s) for s in scores], **extra}
 
@@ -59,8 +59,8 @@ class ModelScorer:
         for i, it in enumerate(items):
             tied = any(same_after_cut(tok, [it.texts[0]], [t])[0] for t in it.texts[1:]) \
                 if any(over[t] for t in it.texts) else False
-            rows.append(_row(it, scores[i, :len(it.texts)].numpy(), over_context=any(over[t] for t in it.texts),
-                             tied_by_cut=bool(tied)))
+            rows.append(score_row(it, scores[i, :len(it.texts)].numpy(),
+                                  over_context=any(over[t] for t in it.texts), tied_by_cut=bool(tied)))
         return rows
 
     @torch.no_grad()
@@ -113,7 +113,7 @@ class ModelScorer:
         own = self.cache.text_matrix([it.own for it in items])
         other = self.cache.text_matrix([it.other for it in items])
         scores = torch.stack([(img * own).sum(1), (img * other).sum(1), (dis * own).sum(1)], dim=1).numpy()
-        return [_row(it, s) for it, s in zip(items, scores)]
+        return [score_row(it, s) for it, s in zip(items, scores)]
 
 
 def choice_correct(rows: list[dict]) -> np.ndarray:

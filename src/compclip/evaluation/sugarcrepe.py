@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from compclip.data.records import HELD_OUT_FILE, SourceError, expect, join_under, load_json
+
+if TYPE_CHECKING:
+    from compclip.evaluation.items import Loaded
 
 FILES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
 GROUPS = {"replace": ("replace_obj", "replace_att", "replace_rel"), "swap": ("swap_obj", "swap_att"),
@@ -52,7 +56,7 @@ def read_held_out(data_dir: Path, images_dir: Path) -> set[str] | None:
     return {join_under(Path(images_dir), name) for name in expect(load_json(path), list, path, "a list of file names")}
 
 
-def read_sugarcrepe_items(data: Path, images: Path) -> "Loaded":
+def read_sugarcrepe_items(data: Path, images: Path) -> Loaded:
     """The suite's reader: every file present, items as Choice (caption first), held-out images marked;
     a malformed record is skipped with its file, key and reason instead of stopping the run."""
     from compclip.evaluation.items import Choice, Loaded

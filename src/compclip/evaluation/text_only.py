@@ -21,7 +21,7 @@ import numpy as np
 
 from compclip.errors import UserError
 from compclip.evaluation.items import Loaded
-from compclip.evaluation.scorers import _row
+from compclip.evaluation.scorers import score_row
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 BOS, EOS = "<s>", "</s>"
@@ -101,11 +101,11 @@ class BlindScorer:
         return self._memo[text]
 
     def choices(self, loaded: Loaded, items: list) -> list[dict]:
-        return [_row(it, np.array([self.score(t) for t in it.texts])) for it in items]
+        return [score_row(it, np.array([self.score(t) for t in it.texts])) for it in items]
 
     def abstraction(self, loaded: Loaded) -> list[dict]:
         # blind to the image, the distractor image's score is the same text's: it can only tie
-        return [_row(it, [self.score(it.own), self.score(it.other), self.score(it.own)]) for it in loaded.items]
+        return [score_row(it, [self.score(it.own), self.score(it.other), self.score(it.own)]) for it in loaded.items]
 
 
 def blind_scorer(spec: str, corpus: Iterable[str] | None = None) -> BlindScorer:
