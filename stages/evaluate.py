@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from compclip.config import params
-from compclip.evaluation.report import sugarcrepe_table
+from compclip.evaluation.report import headline_table, sugarcrepe_table
 from compclip.evaluation.run import run_evaluation
 from stages import run
 
@@ -20,6 +20,7 @@ def main(method: str):
                              benchmarks=Path(p.benchmarks.out_dir) if p.benchmarks else None,
                              out_dir=Path(p.evaluate.out_dir) / method)
     print(sugarcrepe_table({method: results}))
+    print(headline_table({method: results}))
 
 
 if __name__ == "__main__":

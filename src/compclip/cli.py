@@ -166,10 +166,13 @@ def _rescore(a: argparse.Namespace) -> dict:
 
 
 def _report(a: argparse.Namespace) -> None:
-    from compclip.evaluation.report import sugarcrepe_table
+    from compclip.evaluation.report import headline_table, sugarcrepe_table
 
     results = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in a.metrics}
-    print(sugarcrepe_table(results))
+    print(sugarcrepe_table({k: v for k, v in results.items() if "sugarcrepe" in v}))
+    if any(v.get("suite") for v in results.values()):
+        print("\nevery benchmark's headline figure (% [95% CI]):")
+        print(headline_table(results))
 
 
 def _device(text: str) -> str:
@@ -306,8 +309,8 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--out", help="also write the decision JSON here")
         cmd.set_defaults(fn=fn)
 
-    rep = sub.add_parser("report", help="print a side-by-side table of metrics.json files")
-    rep.add_argument("metrics", nargs="+", help="reports/evaluate/<method>/metrics.json ...")
+    rep = sub.add_parser("report", help="print side-by-side tables of metrics.json files")
+    rep.add_argument("metrics", nargs="+", help="reports/evaluate/<method>/metrics.json ... (and blind/metrics.json)")
     rep.set_defaults(fn=_report)
     return p
 

@@ -105,3 +105,16 @@ def test_report_is_logged_to_mlflow(tmp_path):
     names = {f.path for f in client.list_artifacts(runs[0].info.run_id, "report")}
     assert names == {"report/compare.md", "report/compare.html", "report/compare.png", "report/compare.json",
                      "report/headline_plot.json"}
+
+
+def test_cli_report_prints_the_headline_table(tmp_path, capsys):
+    from compclip.cli import main
+
+    for m, shift in (("clip", 0.0), ("blind", -0.1)):
+        (tmp_path / m).mkdir()
+        metrics = _metrics(shift) if m == "clip" else {"suite": _metrics(shift)["suite"]}
+        (tmp_path / m / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report", str(tmp_path / "clip/metrics.json"), str(tmp_path / "blind/metrics.json")]) == 0
+    out = capsys.readouterr().out
+    assert "swap_att" in out  # the SugarCrepe table, for the method that has the stage metrics
+    assert "aro-relation/macro" in out and "55.0 [50.0, 60.0]" in out and "45.0 [40.0, 50.0]" in out
