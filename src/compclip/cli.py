@@ -118,7 +118,6 @@ def _evaluate_sugarcrepe(a: argparse.Namespace) -> dict:
 
 
 def _evaluate_benchmark(a: argparse.Namespace) -> dict:
-    from compclip import tracking
     from compclip.evaluation.suite import CI, evaluate_benchmark
     from compclip.evaluation.report import result_lines
 
@@ -126,8 +125,6 @@ def _evaluate_benchmark(a: argparse.Namespace) -> dict:
     if a.images is None and a.benchmark not in ("zeroshot", "hard-positives", "abstraction"):
         raise _user_error(f"evaluate {a.benchmark}: --images is required (the folder its image paths are under)")
     options = {"seed": a.seed} if a.benchmark.endswith("-order") else {}
-    if a.model and a.model.startswith(("models:/", "runs:/")):
-        tracking.configure(_mlflow(a))
     result = evaluate_benchmark(a.benchmark, Path(a.data), Path(a.images or "."), scorer,
                                 CI(a.bootstrap_samples, 0.95, a.seed), Path(a.out), **options)
     print("\n".join(result_lines(result)), file=sys.stderr)
