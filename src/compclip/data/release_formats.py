@@ -122,7 +122,7 @@ def karpathy(scenes: list[TestScene]) -> list[dict]:
     return [{"image": f"coco/test/{ts.file_name}", "caption": list(ts.captions)} for ts in scenes]
 
 
-def valse(scenes: list[TestScene], seed: int, colors: list[str]) -> dict[str, dict]:
+def valse(scenes: list[TestScene], seed: int) -> dict[str, dict]:
     pieces = {"relations": {}, "actant-swap": {}, "counting-small-quant": {}}
 
     def add(piece, ts, caption, foil, classes, classes_foil):
@@ -250,7 +250,7 @@ def write_release_formats(synth_dir: Path, out: Path, seed: int, vocab: dict[str
     _dump(out / "karpathy/coco_karpathy_test.json", karpathy(scenes))
     _dump(out / "karpathy" / HELD_OUT_FILE, held)
     counts["karpathy/coco_karpathy_test"] = len(scenes)
-    for piece, items in valse(scenes, seed, vocab["color"]).items():
+    for piece, items in valse(scenes, seed).items():
         _dump(out / f"valse/data/{piece}.json", items)
         counts[f"valse/{piece}"] = len(items)
     _dump(out / "valse/data" / HELD_OUT_FILE, held_names)

@@ -91,11 +91,11 @@ def mean_of_files_with_ci(per_file: dict[str, np.ndarray], samples: int, confide
             "n": int(sum(v.size for v in files.values())), "files": len(files)}
 
 
-def correct_choice(scores: np.ndarray) -> bool:
+def correct_choice(scores) -> bool:
     """The first (true) text scores strictly above every other: a tie is wrong."""
-    return bool(scores[0] > np.max(scores[1:]))
+    return bool(scores[0] > max(scores[1:]))
 
 
-def rank_of_true(scores: np.ndarray) -> int:
+def rank_of_true(scores) -> int:
     """1-based rank of the true text among its options; ties rank it below (a tie never helps)."""
-    return int(1 + np.sum(scores[1:] >= scores[0]))
+    return int(1 + sum(s >= scores[0] for s in scores[1:]))

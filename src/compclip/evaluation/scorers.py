@@ -9,7 +9,6 @@ another option: the model can only tie, and a tie is wrong).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from compclip.evaluation.encode import EmbeddingCache
@@ -115,6 +114,3 @@ class ModelScorer:
         scores = torch.stack([(img * own).sum(1), (img * other).sum(1), (dis * own).sum(1)], dim=1).numpy()
         return [score_row(it, s) for it, s in zip(items, scores)]
 
-
-def choice_correct(rows: list[dict]) -> np.ndarray:
-    return np.array([r["scores"][0] > max(r["scores"][1:]) for r in rows], dtype=bool)

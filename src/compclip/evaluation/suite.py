@@ -19,7 +19,8 @@ import numpy as np
 from compclip import names
 from compclip.data.records import HELD_OUT_FILE, join_under, load_json
 from compclip.evaluation.items import Choice, Loaded, skip_summary
-from compclip.evaluation.metrics import accuracy_with_ci, macro_with_ci, mean_of_files_with_ci
+from compclip.evaluation.metrics import (accuracy_with_ci, correct_choice, macro_with_ci, mean_of_files_with_ci,
+                                         rank_of_true)
 from compclip.evaluation.readers import aro, crepe, karpathy, valse, vlchecklist, zeroshot
 from compclip.evaluation.readers.demo import read_abstraction, read_hard_positives
 from compclip.evaluation.sugarcrepe import GROUPS, read_sugarcrepe_items
@@ -80,11 +81,11 @@ def _by(rows: list[dict], key: str) -> dict[str, list[dict]]:
 
 
 def _correct(rows: list[dict]) -> np.ndarray:
-    return np.array([r["scores"][0] > max(r["scores"][1:]) for r in rows], dtype=bool)
+    return np.array([correct_choice(r["scores"]) for r in rows], dtype=bool)
 
 
 def _ranks(rows: list[dict]) -> np.ndarray:
-    return np.array([1 + sum(s >= r["scores"][0] for s in r["scores"][1:]) for r in rows])
+    return np.array([rank_of_true(r["scores"]) for r in rows])
 
 
 def _choice_file(rows: list[dict], ci: CI) -> dict:
