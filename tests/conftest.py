@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+if "COMPCLIP_CACHE" not in os.environ:  # the token cache (text.tokens): the session's own, gone after it
+    os.environ["COMPCLIP_CACHE"] = tempfile.mkdtemp(prefix="compclip-cache-")
+    atexit.register(shutil.rmtree, os.environ["COMPCLIP_CACHE"], True)
 
 from compclip.config import SuiteEntry, load_params  # noqa: E402
 

@@ -48,3 +48,24 @@ def test_fit_to_context_counts_and_skips(tokenizer):
     assert neg[0] == [negatives[0][0], negatives[0][2]]
     assert neg[1].tolist() == [[True, False], [False, False]]  # a's long negative masked out
     assert pos[0] == ["a cube that is red", "###"] and pos[1].tolist() == [True, False]
+
+
+def test_tokenize_matches_the_tokenizer_and_reads_the_disk_cache_after(tokenizer, tmp_path, monkeypatch):
+    from compclip.text import tokens as tokens_module
+    from compclip.text.tokens import tokenize
+
+    texts = ["a red cube", words(75), words(76), "a red cube", "é" * 200, "###", words(90) + " red"]
+    calls = []
+    monkeypatch.setattr(tokens_module, "_MEMORY", {})  # as in a fresh process
+    ids, over = tokenize(tokenizer, texts, cache=tmp_path)
+    assert torch.equal(ids, tokenizer(texts))
+    assert over.tolist() == over_context(tokenizer, texts).tolist() == [False, False, True, False, True, False, True]
+    # a second process (nothing in memory) reads every id from disk and tokenizes nothing
+    monkeypatch.setattr(tokens_module, "_MEMORY", {})
+    monkeypatch.setattr(tokens_module, "_tokenize_fresh", lambda *a: calls.append(a) or pytest.fail("tokenized again"))
+    again, over_again = tokenize(tokenizer, texts[::-1], cache=tmp_path)
+    assert torch.equal(again, ids.flip(0)) and over_again.tolist() == over.tolist()[::-1]
+    assert not calls
+    # another tokenizer (another context) never reads these ids
+    other = open_clip.get_tokenizer("ViT-B-32", context_length=16)
+    assert tokens_module.tokenizer_id(other) != tokens_module.tokenizer_id(tokenizer)

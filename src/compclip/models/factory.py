@@ -16,6 +16,7 @@ import open_clip
 import torch
 
 from compclip.errors import PretrainedUnavailable, UserError
+from compclip.models.text_length import fit_text_length
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 _registered = False
@@ -61,7 +62,8 @@ def _pretrained_help(name: str, pretrained: str, err: Exception) -> str:
 
 
 def create(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
-           cache_dir: str | None = None) -> ClipBundle:
+           cache_dir: str | None = None, fit_text: bool = True) -> ClipBundle:
+    """fit_text: encode texts only up to their end token (models.text_length: same features, less work)."""
     register_configs()
     if name not in open_clip.list_models():
         raise UserError(f"unknown model {name!r}; compclip configs: "
@@ -76,6 +78,8 @@ def create(name: str, pretrained: str | None = None, device: str | torch.device 
         if pretrained:
             raise PretrainedUnavailable(_pretrained_help(name, pretrained, e)) from e
         raise
+    if fit_text:
+        fit_text_length(model)
     return ClipBundle(model, preprocess, open_clip.get_tokenizer(name), name)
 
 

@@ -1,6 +1,7 @@
 """What a training step reads: (image, caption) pairs with their hard negatives and hard positives, and
-CLEAR GLASS concept groups. Every text is tokenized once, up front; which items a step sees is a pure
-function of (seed, step), so a resumed run replays exactly the batches an uninterrupted one would.
+CLEAR GLASS concept groups. Every distinct text is tokenized once, up front (and kept on disk, see
+text.tokens); which items a step sees is a pure function of (seed, step), so a resumed run replays exactly
+the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from compclip.data.images import open_image
 from compclip.errors import UserError
 from compclip.hashing import stable_int, stable_unit
 from compclip.names import PLACEHOLDER
-from compclip.text.context import context_length, over_context
+from compclip.text.context import context_length
+from compclip.text.tokens import tokenize
 
 
 def load_image(row) -> Image.Image:
@@ -63,19 +65,19 @@ def fit_to_context(tokenizer, rows: pd.DataFrame, negatives, positives, policy: 
     """Count the texts the tokenizer would cut at its context length; with policy "skip", drop the captions
     (their rows) and mask out the negatives and positives that are too long instead of training on a cut.
     Returns (rows, negatives, positives, report)."""
-    over_caption = over_context(tokenizer, rows["caption"].tolist())
+    over_caption = tokenize(tokenizer, rows["caption"].tolist())[1]
     report = {"context_length": context_length(tokenizer), "policy": policy,
               "captions_over": int(over_caption.sum()), "negatives_over": 0, "positives_over": 0, "rows_skipped": 0}
     if negatives is not None:
         texts, valid = negatives
         k = len(texts[0]) if texts else 0
-        over = torch.from_numpy(over_context(tokenizer, [t for row in texts for t in row]).reshape(len(texts), k))
+        over = torch.from_numpy(tokenize(tokenizer, [t for row in texts for t in row])[1].reshape(len(texts), k))
         report["negatives_over"] = int((over & valid).sum())
         if policy == "skip":
             negatives = (texts, valid & ~over)
     if positives is not None:
         texts, mask = positives
-        over = torch.from_numpy(over_context(tokenizer, texts))
+        over = torch.from_numpy(tokenize(tokenizer, texts)[1])
         report["positives_over"] = int((over & mask).sum())
         if policy == "skip":
             positives = (texts, mask & ~over)
@@ -146,15 +148,15 @@ class TrainingItems(Dataset):
     def __init__(self, rows: pd.DataFrame, preprocess, tokenizer, negatives=None, positives=None):
         self.rows = list(rows.itertuples(index=False))
         self.preprocess = preprocess
-        self.tokens = tokenizer(rows["caption"].tolist())
+        self.tokens = tokenize(tokenizer, rows["caption"].tolist())[0]
         self.neg_tokens = self.neg_mask = self.pos_tokens = self.pos_mask = None
         if negatives is not None:
             texts, self.neg_mask = negatives
             k = len(texts[0])
-            self.neg_tokens = tokenizer([t for row in texts for t in row]).reshape(len(texts), k, -1)
+            self.neg_tokens = tokenize(tokenizer, [t for row in texts for t in row])[0].reshape(len(texts), k, -1)
         if positives is not None:
             texts, self.pos_mask = positives
-            self.pos_tokens = tokenizer(texts)
+            self.pos_tokens = tokenize(tokenizer, texts)[0]
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -18,6 +18,13 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+def adamw(groups: list[dict], cfg, device: torch.device) -> torch.optim.AdamW:
+    """torch's fused AdamW kernel: the same update as the per-parameter loop, one pass over all parameters
+    (on the demo model's 6.3M-row token embedding it is 6x faster on CPU; bench/step_speedups.py)."""
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             fused=device.type in ("cpu", "cuda"))
+
+
 def warmup_cosine(warmup_steps: int, total_steps: int):
     """lr multiplier: linear warmup to 1, then cosine to 0 at total_steps."""
 

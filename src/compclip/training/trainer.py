@@ -28,7 +28,7 @@ from compclip.models.factory import batchnorm_layers, create, resolve_device
 from compclip.training import distributed
 from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, fit_to_context,
                                     negative_texts, positive_texts)
-from compclip.training.optim import param_groups, warmup_cosine
+from compclip.training.optim import adamw, param_groups, warmup_cosine
 from compclip.training.step import forward_backward
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
     wrapped = model
     if d.world_size > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    optimizer = adamw(param_groups(model, cfg.weight_decay), cfg, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "amp" and device.type == "cuda")
     fp = fingerprint(p, cfg, method, recipe, digests)

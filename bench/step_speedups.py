@@ -1,0 +1,180 @@
+"""A fine-tuning step before and after the CPU speedups, side by side in one run, on the demo's real texts.
+
+"before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context and torch's
+default (per-parameter) AdamW. "after" is the trainer now: texts encoded up to their end token
+(models.text_length) and the fused AdamW (training.optim.adamw). Both start from the same weights and
+take the same batch: the demo's training captions with their hard negatives (loss.negative_rules), so the
+token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode: what that step really
+executes), and a square fp32 matmul is timed in the same rounds as this machine's peak: "ratio" is the
+step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians.
+
+Also measured: the trainer's text setup (every caption and negative tokenized, and checked against the
+context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
+from the disk cache, warm).
+
+  python bench/step_speedups.py [--rounds 7] [--out FILE.json]      # after `make demo` (or dvc repro negatives)
+  python bench/step_speedups.py --smoke                            # seconds: the micro model, made-up texts
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from compclip.config import load_params
+from compclip.losses import build_loss
+from compclip.models.factory import create
+from compclip.provenance import write_result
+from compclip.text import tokens as token_cache
+from compclip.text.context import over_context
+from compclip.training.optim import param_groups
+from compclip.training.step import forward_backward
+
+METHODS = ("clip", "negclip", "ce_clip")
+
+
+def demo_texts(p, smoke: bool) -> tuple[list[str], list[list[str]], np.ndarray]:
+    """Training captions, their K negatives (loss.negative_rules) and validity, as the trainer reads them."""
+    if smoke:
+        rng = np.random.default_rng(0)
+        words = ["a", "red", "blue", "large", "circle", "square", "left", "of", "the", "striped", "star"]
+        caps = [" ".join(rng.choice(words, rng.integers(4, 12))) for _ in range(64)]
+        k = len(p.loss.negative_rules)
+        return caps, [[c[::-1]] * k for c in caps], rng.random((64, k)) > 0.1
+    import pandas as pd
+
+    from compclip.data.manifest import load_split
+    from compclip.training.data import negative_texts
+
+    manifest = Path(p.ingest.out_dir) / "manifest.parquet"
+    negatives = Path(p.negatives.out_dir) / "negatives.parquet"
+    if not negatives.is_file():
+        raise SystemExit(f"{negatives} not found: run `make demo` (or `dvc repro negatives`) first")
+    rows = load_split(manifest, "train")
+    texts, valid = negative_texts(negatives, rows, p.loss.negative_rules)
+    assert isinstance(rows, pd.DataFrame)
+    return rows["caption"].tolist(), texts, valid.numpy()
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None, help="default: params.yaml model.name")
+    ap.add_argument("--batch", type=int, default=None, help="default: params.yaml train.batch_size")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--setup-rounds", type=int, default=3)
+    ap.add_argument("--matmul", type=int, default=1024)
+    ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
+    a = ap.parse_args()
+    p = load_params()
+    a.model, a.batch = a.model or p.model.name, a.batch or p.train.batch_size
+    if a.smoke:
+        a.model, a.batch, a.rounds, a.setup_rounds, a.matmul = "compclip-micro", 8, 1, 1, 64
+    captions, negatives, valid = demo_texts(p, a.smoke)
+
+    torch.manual_seed(0)
+    before = create(a.model, fit_text=False)
+    after = create(a.model)
+    after.model.load_state_dict(before.model.state_dict())
+    tokenizer = before.tokenizer
+
+    # one batch of real captions and negatives (the trainer's tensors), random pixels
+    pick = np.random.default_rng(p.seed).choice(len(captions), a.batch, replace=False)
+    k = len(p.loss.negative_rules)
+    size = before.model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    batch = {"image": torch.randn(a.batch, 3, size, size, generator=torch.Generator().manual_seed(0)),
+             "text": tokenizer([captions[i] for i in pick]),
+             "neg_text": tokenizer([t for i in pick for t in negatives[i]]).reshape(a.batch, k, -1),
+             "neg_mask": torch.from_numpy(valid[pick])}
+    ends = batch["text"].argmax(-1)
+
+    cases = {}
+    for method in METHODS:
+        loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
+        needs = {"image", "text"} | ({"neg_text", "neg_mask"} if "negatives" in loss.needs else set())
+        data = {key: v for key, v in batch.items() if key in needs}
+        for variant, bundle in (("before", before), ("after", after)):
+            groups = param_groups(bundle.model, p.train.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=1e-5, fused=variant == "after")
+            cases[method, variant] = (bundle.model, loss, data, opt)
+
+    def step(case):
+        model, loss, data, opt = case
+        opt.zero_grad(set_to_none=True)
+        forward_backward(model, loss, data, skip_invalid=loss.skips_invalid)
+        opt.step()
+        loss.end_step()
+
+    flops = {}
+    for key, case in cases.items():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step(case)
+        flops[key] = counter.get_total_flops()
+    x, y = torch.randn(a.matmul, a.matmul), torch.randn(a.matmul, a.matmul)
+    mm_flops = 2 * a.matmul ** 3
+
+    for case in cases.values():
+        step(case)
+    times = {key: [] for key in cases}
+    mm = []
+    for _ in range(a.rounds):
+        for key, case in cases.items():
+            times[key].append(timed(lambda: step(case)))
+        mm.append(timed(lambda: [torch.mm(x, y) for _ in range(10)]) / 10)
+    peak = mm_flops / statistics.median(mm)
+
+    results = {"batch": a.batch, "negatives_per_caption": k, "model": a.model,
+               "caption_tokens_median": float(ends.float().median() + 1), "context_length": batch["text"].shape[1],
+               "matmul_gflops": peak / 1e9, "methods": {}}
+    print(f"model {a.model}, batch {a.batch} pairs (+{k} negatives each), {torch.get_num_threads()} threads, "
+          f"{a.rounds} interleaved rounds, medians; caption tokens median {results['caption_tokens_median']:.0f} "
+          f"of a {results['context_length']}-token context; fp32 matmul {peak / 1e9:.1f} GFLOP/s")
+    print(f"  {'method':<10} {'before ms':>10} {'after ms':>9} {'speedup':>8} {'ratio before':>13} {'ratio after':>12}")
+    for method in METHODS:
+        row = {}
+        for variant in ("before", "after"):
+            s = statistics.median(times[method, variant])
+            row[variant] = {"step_s_median": s, "gflop": flops[method, variant] / 1e9,
+                            "flops_ratio": flops[method, variant] / s / peak}
+        row["speedup"] = row["before"]["step_s_median"] / row["after"]["step_s_median"]
+        results["methods"][method] = row
+        print(f"  {method:<10} {row['before']['step_s_median'] * 1e3:10.0f} {row['after']['step_s_median'] * 1e3:9.0f} "
+              f"{row['speedup']:7.2f}x {row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}")
+
+    # the trainer's text setup: all captions and negatives, tokenized and checked against the context
+    texts = captions + [t for row in negatives for t in row]
+    setup = {"old": [], "cold": [], "warm": []}
+    for _ in range(a.setup_rounds):
+        setup["old"].append(timed(lambda: (over_context(tokenizer, texts), tokenizer(texts))))
+        with tempfile.TemporaryDirectory() as cache:
+            token_cache._MEMORY.clear()
+            setup["cold"].append(timed(lambda: token_cache.tokenize(tokenizer, texts, cache=Path(cache))))
+            token_cache._MEMORY.clear()  # a new process: from disk
+            setup["warm"].append(timed(lambda: token_cache.tokenize(tokenizer, texts, cache=Path(cache))))
+    med = {key: statistics.median(v) for key, v in setup.items()}
+    results["text_setup"] = {"texts": len(texts), "distinct": len(set(texts)), **{f"{k}_s_median": v for k, v in med.items()},
+                             "old_over_cold": med["old"] / med["cold"], "old_over_warm": med["old"] / med["warm"]}
+    print(f"  text setup, {len(texts)} texts ({len(set(texts))} distinct), {a.setup_rounds} rounds: "
+          f"as it was {med['old']:.1f} s, once per distinct text {med['cold']:.1f} s ({med['old'] / med['cold']:.1f}x), "
+          f"from the disk cache {med['warm']:.2f} s ({med['old'] / med['warm']:.0f}x)")
+    if a.out:
+        write_result(a.out, results, vars(a))
+
+
+if __name__ == "__main__":
+    main()
