@@ -25,6 +25,7 @@ from tqdm import tqdm
 from compclip.data.images import ImageProblem, decode, read_bytes
 from compclip.evaluation.items import ImageRef
 from compclip.models.factory import ClipBundle
+from compclip.text.tokens import pad_id, tokenize
 
 
 def model_digest(bundle: ClipBundle) -> str:
@@ -137,9 +138,27 @@ class EmbeddingCache:
                    lambda px: self.bundle.model.encode_image(torch.stack(px).to(self.device), normalize=True), "images")
 
     def _texts(self, captions: list[str]) -> None:
-        self._fill(captions, self.texts, lambda b: [(c, _key(c.encode()), c) for c in b], lambda rows: rows,
-                   lambda xs: self.bundle.model.encode_text(self.bundle.tokenizer(xs).to(self.device), normalize=True),
+        todo = [c for c in dict.fromkeys(captions) if c not in self.texts]
+        if not todo:
+            return
+        tokens = tokenize(self.bundle.tokenizer, todo)[0]
+        ids = dict(zip(todo, tokens))
+        # texts the context cut to the same ids are one input: encoded once, so the model ties them exactly
+        first = {}
+        for c in todo:
+            first.setdefault(ids[c].numpy().tobytes(), c)
+        unique = list(first.values())
+        # batches of similar length: each is encoded only up to its longest text (models.text_length)
+        length = dict(zip(unique, (torch.stack([ids[c] for c in unique]) != pad_id(self.bundle.tokenizer)).sum(1).tolist()))
+        unique.sort(key=length.__getitem__)
+        self._fill(unique, self.texts, lambda b: [(c, _key(c.encode()), c) for c in b], lambda rows: rows,
+                   lambda xs: self.bundle.model.encode_text(torch.stack([ids[c] for c in xs]).to(self.device),
+                                                            normalize=True),
                    "texts")
+        for c in todo:
+            rep = first[ids[c].numpy().tobytes()]
+            if c not in self.texts and rep in self.texts:
+                self.texts[c] = self.texts[rep]
 
     def usable(self, images: list[ImageRef | str]) -> np.ndarray:
         """Which of these images could be encoded (encoding them now if needed)."""

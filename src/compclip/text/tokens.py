@@ -19,7 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compclip.text.context import _pad_id, context_length
+
+
+def context_length(tokenizer) -> int:
+    return int(tokenizer.context_length)
+
+
+def pad_id(tokenizer) -> int:
+    inner = getattr(tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a transformers tokenizer
+    pad = getattr(inner, "pad_token_id", None)
+    return 0 if pad is None else int(pad)
+
+
+FORMAT = 2  # of the files: int32 ids
 
 
 def cache_root() -> Path:
@@ -46,7 +58,7 @@ class TokenStore:
 
     def __init__(self, root: Path, tokenizer):
         root.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(root / f"tokens-{tokenizer_id(tokenizer)}.sqlite", timeout=60)
+        self.db = sqlite3.connect(root / f"tokens-v{FORMAT}-{tokenizer_id(tokenizer)}.sqlite", timeout=60)
         self.db.execute("CREATE TABLE IF NOT EXISTS tok (key TEXT PRIMARY KEY, ids BLOB, over INTEGER)")
 
     def get(self, keys: list[str]) -> dict[str, tuple[np.ndarray, bool]]:
@@ -54,20 +66,20 @@ class TokenStore:
         for i in range(0, len(keys), 900):
             chunk = keys[i:i + 900]
             rows = self.db.execute(f"SELECT key, ids, over FROM tok WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            out |= {k: (np.frombuffer(ids, dtype=np.int64), bool(over)) for k, ids, over in rows}
+            out |= {k: (np.frombuffer(ids, dtype=np.int32), bool(over)) for k, ids, over in rows}
         return out
 
     def put(self, rows: dict[str, tuple[np.ndarray, bool]]) -> None:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO tok VALUES (?, ?, ?)",
-                                [(k, np.ascontiguousarray(ids, dtype=np.int64).tobytes(), int(over))
+                                [(k, np.ascontiguousarray(ids, dtype=np.int32).tobytes(), int(over))
                                  for k, (ids, over) in rows.items()])
 
 
 def _tokenize_fresh(tokenizer, texts: list[str]) -> tuple[torch.Tensor, np.ndarray]:
     limit = context_length(tokenizer)
     wide = tokenizer(texts, context_length=limit + 1)
-    over = (wide[:, limit] != _pad_id(tokenizer)).numpy()
+    over = (wide[:, limit] != pad_id(tokenizer)).numpy()
     tokens = wide[:, :limit].clone()
     if over.any():  # the tokenizer's own cut (it ends a cut text with its end token)
         idx = np.flatnonzero(over)
@@ -93,13 +105,15 @@ def tokenize(tokenizer, texts: Sequence[str], cache: Path | None | bool = True) 
     todo = [i for i, k in enumerate(keys) if k not in found]
     if todo:
         fresh, over = _tokenize_fresh(tokenizer, [distinct[i] for i in todo])
-        new = {keys[i]: (fresh[j].numpy(), bool(over[j])) for j, i in enumerate(todo)}
+        new = {keys[i]: (fresh[j].numpy().astype(np.int32), bool(over[j])) for j, i in enumerate(todo)}
         found |= new
         if store:
             store.put(new)
     memory.update(found)
     limit = context_length(tokenizer)
-    table = torch.from_numpy(np.stack([found[k][0] for k in keys])) if keys else torch.zeros(0, limit, dtype=torch.long)
+    # int32 in memory and on disk (ids < 2^31), int64 out, as the tokenizer gives them
+    table = torch.from_numpy(np.stack([found[k][0] for k in keys]).astype(np.int64)) if keys else \
+        torch.zeros(0, limit, dtype=torch.long)
     flags = np.array([found[k][1] for k in keys], dtype=bool)
     index = {t: i for i, t in enumerate(distinct)}
     rows = torch.tensor([index[t] for t in texts], dtype=torch.long)
