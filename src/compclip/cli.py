@@ -31,10 +31,13 @@ def _negatives(a: argparse.Namespace) -> dict:
 
     cfg = NegativesConfig(out_dir=Path(a.out), filler=a.filler, mlm_model=a.mlm_model, scenes=a.scenes,
                           spacy_model=a.spacy_model, splits=a.splits, quality_sample=a.quality_sample,
+                          unseen_combinations=a.unseen_combinations, min_combination_count=a.min_combination_count,
                           **({"rules": a.rules} if a.rules else {}))
     summary = build_negatives(Path(a.manifest), cfg, a.seed, DaskConfig(workers=a.workers, scheduler=a.scheduler))
     return {"out": a.out, "coverage": {r: c["fraction"] for r, c in summary["coverage"].items()},
-            "quality_all_checks": {r: q["share_passing"].get("all") for r, q in summary["quality"]["rules"].items()}}
+            "quality_all_checks": {r: q["share_passing"].get("all") for r, q in summary["quality"]["rules"].items()},
+            "unseen_combinations": {r: c["dropped" if a.unseen_combinations == "drop" else "unseen"]
+                                    for r, c in summary["unseen_combinations"]["by_rule"].items()}}
 
 
 def _params_or_none():
@@ -240,6 +243,9 @@ def parser() -> argparse.ArgumentParser:
     neg.add_argument("--seed", type=int, default=0)
     neg.add_argument("--quality-sample", type=_share, default=0.02,
                      help="share of captions whose negatives are parsed again and audited (summary.json: quality)")
+    neg.add_argument("--unseen-combinations", choices=["drop", "keep"], default="drop",
+                     help="negatives stating a combination fewer than --min-combination-count captions state")
+    neg.add_argument("--min-combination-count", type=_at_least(1), default=1)
     neg.add_argument("--workers", type=_at_least(0), default=0, help="N: a local Dask cluster of N processes")
     neg.add_argument("--scheduler", help="an existing Dask scheduler (tcp://host:8786) instead")
     neg.set_defaults(fn=_negatives)

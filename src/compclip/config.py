@@ -200,6 +200,11 @@ class NegativesConfig(Strict):
     batch_size: int = Field(256, ge=1)
     scenes: Path | None = None  # shapes world only: scenes.jsonl, to check negatives against scene graphs
     splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
+    # a negative that brings in an attribute-object or subject-relation-object combination fewer training
+    # captions state than min_combination_count: drop it (a placeholder, kept in unseen_combinations.jsonl)
+    # or keep it (counted only); text.combinations
+    unseen_combinations: Literal["drop", "keep"] = "drop"
+    min_combination_count: int = Field(1, ge=1)
 
 
 class PositivesConfig(Strict):

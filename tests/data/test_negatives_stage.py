@@ -64,9 +64,19 @@ def test_cli_negatives_and_missing_columns(tmp_path, capsys):
     good = tmp_path / "g.parquet"
     pd.DataFrame({"sample_id": ["a"], "caption": ["a dog chasing a cat"], "image_path": ["x.jpg"],
                   "bbox_x": [float("nan")], "split": ["test"]}).to_parquet(good)
-    assert main(["negatives", "--manifest", str(good), "--out", str(tmp_path / "o"), "--rules", "swap_nouns"]) == 0
+    args = ["negatives", "--manifest", str(good), "--out", str(tmp_path / "o"), "--rules", "swap_nouns"]
+    assert main([*args, "--unseen-combinations", "keep"]) == 0
     out = pd.read_parquet(tmp_path / "o/negatives.parquet")
     assert out["negative"].tolist() == ["a cat chasing a dog"]
+    # no caption says a cat chases a dog: by default that negative is dropped, and kept in the quarantine file
+    assert main(args) == 0
+    out = pd.read_parquet(tmp_path / "o/negatives.parquet")
+    assert out[["negative", "valid"]].values.tolist() == [["###", 0]]
+    kept = [json.loads(line) for line in open(tmp_path / "o/unseen_combinations.jsonl")]
+    assert kept == [{"sample_id": "a", "caption": "a dog chasing a cat", "negative": "a cat chasing a dog",
+                     "rule": "swap_nouns", "combinations": ["rel|cat|chasing|dog"]}]
+    summary = json.loads((tmp_path / "o/summary.json").read_text())["unseen_combinations"]
+    assert summary["by_rule"]["swap_nouns"] == {"valid": 1, "unseen": 1, "dropped": 1, "unseen_fraction": 1.0}
 
 
 def test_cache_key_follows_the_rule_code(monkeypatch):

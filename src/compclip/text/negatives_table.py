@@ -30,7 +30,9 @@ from tqdm import tqdm
 from compclip.config import DaskConfig, NegativesConfig
 from compclip.data.scenes import SceneChecker
 from compclip.errors import UserError
+from compclip.names import PLACEHOLDER
 from compclip.parallel import engine
+from compclip.text import combinations
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller, WordTable
 from compclip.text.negatives import Negative, from_tokens
 from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
@@ -47,10 +49,10 @@ def code_version() -> str:
     """A digest of the code that turns a caption into negatives: a cached row is reused only if it matches,
     so a changed rule never serves stale negatives from an earlier run."""
     from compclip import names
-    from compclip.text import fillers, grammar, negatives, nlp, quality
+    from compclip.text import combinations, fillers, grammar, negatives, nlp, quality
 
     h = hashlib.sha256()
-    for module in (negatives, fillers, grammar, quality, nlp, names):
+    for module in (negatives, fillers, grammar, quality, nlp, names, combinations):
         h.update(Path(module.__file__).read_bytes())
     h.update((Path(grammar.__file__).parent / "lexicon" / "word_groups.json").read_bytes())
     return h.hexdigest()[:16]
@@ -142,11 +144,13 @@ class Generator:
         return f
 
 
-def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) -> tuple[dict[str, list], dict]:
-    """(cache key, caption, tokens or None) -> {key: rows}, and this process's peak memory (a Dask task, or in
-    process). Captions without tokens are parsed here. A caption's rows depend on its text and the settings
-    only, never on the other captions of the shard. Each row: negative, neg_type, rule, filler, valid, and
-    the quality audit (check -> passed) for the stable share of captions that is audited, else None."""
+def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) -> tuple[dict[str, dict], dict]:
+    """(cache key, caption, tokens or None) -> {key: {rows, combinations}}, and this process's peak memory (a
+    Dask task, or in process). Captions without tokens are parsed here. A caption's rows depend on its text
+    and the settings only, never on the other captions of the shard. Each row: negative, neg_type, rule,
+    filler, valid, the quality audit (check -> passed) for the stable share of captions that is audited
+    (else None), and the combinations the negative brings in (text.combinations); `combinations`: those the
+    caption states."""
     nlp = load_spacy(gen.spacy_model)
     todo = [c for _, c, toks in shard if toks is None]
     fresh = dict(zip(todo, (tokens(d) for d in nlp.pipe(todo, batch_size=gen.batch_size))))
@@ -156,7 +160,8 @@ def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) ->
     toks_of = {k: toks for k, _, toks in parsed}
     sampled = {k for k, c, _ in parsed if audited(c, gen.seed, gen.quality_sample)}
     for neg in from_tokens(((k, c, toks) for k, c, toks in parsed), gen.filler(), gen.seed, gen.rules):
-        row = [neg.negative, neg.neg_type, neg.rule, neg.filler, neg.valid, None]
+        brought = combinations.introduced(neg.negative, toks_of[neg.sample_id], gen.table) if neg.valid else []
+        row = [neg.negative, neg.neg_type, neg.rule, neg.filler, neg.valid, None, brought]
         if neg.valid and neg.sample_id in sampled:
             to_audit.append((neg.sample_id, row))
         rows[neg.sample_id].append(row)
@@ -164,7 +169,8 @@ def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) ->
     for (key, row), doc in zip(to_audit, nlp.pipe(negatives, batch_size=gen.batch_size)):
         row[5] = audit(toks_of[key], tokens(doc), row[1], gen.table)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(rows), {"pid": os.getpid(), "peak_rss_mib": peak, "captions": len(shard)}
+    out = {k: {"rows": rows[k], "combinations": sorted(combinations.stated(toks_of[k]))} for k in toks_of}
+    return out, {"pid": os.getpid(), "peak_rss_mib": peak, "captions": len(shard)}
 
 
 def _shards(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, n_shards: int,
@@ -218,6 +224,61 @@ def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cach
             "peak_rss_mib_per_process": sorted(round(v) for v in workers.values())}
 
 
+UNSEEN_FILE = "unseen_combinations.jsonl"
+
+
+def combination_counts(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache) -> Counter:
+    """How many training captions (of cfg.splits, each occurrence) state each combination."""
+    seen: Counter = Counter()
+    for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["caption", "split"]):
+        chunk = batch.to_pandas()
+        captions = chunk.loc[chunk["split"].isin(cfg.splits), "caption"]
+        keys = {c: caption_key(settings, c) for c in captions.unique()}
+        found = cache.get_many(list(keys.values()))
+        for c in captions:
+            seen.update(found[keys[c]]["combinations"])
+    return seen
+
+
+class UnseenCombinations:
+    """Negatives that bring in a combination fewer than cfg.min_combination_count training captions state:
+    with cfg.unseen_combinations "drop" each becomes a placeholder (valid 0) in the table and is kept, with
+    the combinations, in unseen_combinations.jsonl; with "keep" it stays and is only counted."""
+
+    def __init__(self, cfg: NegativesConfig, seen: Counter, path: Path):
+        self.policy, self.min_count, self.seen, self.path = cfg.unseen_combinations, cfg.min_combination_count, seen, path
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+
+    def __enter__(self):
+        self.file = open(self.path, "w")
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def apply(self, sample_id: str, caption: str, row: list) -> list:
+        negative, neg_type, rule, filler_name, valid, verdict, brought = row
+        if not valid:
+            return row
+        self.counts[rule]["valid"] += 1
+        rare = [c for c in brought if self.seen[c] < self.min_count]
+        if not rare:
+            return row
+        self.counts[rule]["unseen"] += 1
+        if self.policy == "keep":
+            return row
+        self.counts[rule]["dropped"] += 1
+        self.file.write(json.dumps({"sample_id": sample_id, "caption": caption, "negative": negative, "rule": rule,
+                                    "combinations": rare}) + "\n")
+        return [PLACEHOLDER, neg_type, rule, filler_name, 0, None, brought]
+
+    def summary(self) -> dict:
+        return {"policy": self.policy, "min_count": self.min_count, "training_combinations": len(self.seen),
+                "by_rule": {rule: {"valid": c["valid"], "unseen": c["unseen"], "dropped": c["dropped"],
+                                   "unseen_fraction": round(c["unseen"] / max(1, c["valid"]), 4)}
+                            for rule, c in sorted(self.counts.items())}}
+
+
 def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskConfig | None = None) -> dict:
     dask = dask or DaskConfig()
     out_dir = Path(cfg.out_dir)
@@ -243,6 +304,9 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
     clock["engine_down"] = time.perf_counter()
 
     # the table, in manifest order, from the cache alone: the same bytes however the cache was filled
+    columns = ["sample_id", "caption", "image_path", "bbox_x", "split"]
+    seen = combination_counts(source, cfg, settings, cache)
+    unseen = UnseenCombinations(cfg, seen, out_dir / UNSEEN_FILE)
     counts: dict[str, Counter] = defaultdict(Counter)
     checks: dict[str, Counter] = defaultdict(Counter)
     quality = QualityReport()
@@ -250,8 +314,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
     total_kept = 0
     whole_images = 0
     type_of: dict[str, str] = {}
-    columns = ["sample_id", "caption", "image_path", "bbox_x", "split"]
-    with pq.ParquetWriter(out_dir / "negatives.parquet", SCHEMA) as writer, \
+    with unseen, pq.ParquetWriter(out_dir / "negatives.parquet", SCHEMA) as writer, \
             tqdm(total=source.metadata.num_rows, desc="negatives: write", unit="caption") as bar:
         for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=columns):
             bar.update(batch.num_rows)
@@ -263,11 +326,11 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
             total_kept += len(chunk)
             for r in chunk.itertuples(index=False):
                 whole_image = pd.isna(r.bbox_x)  # region phrases describe a crop, not the scene
-                from_rules = found[keys[r.caption]]
-                exact = [(n, t, rule, "", v, None) for n, t, rule, v in
+                from_rules = [unseen.apply(r.sample_id, r.caption, row) for row in found[keys[r.caption]]["rows"]]
+                exact = [(n, t, rule, "", v, None, []) for n, t, rule, v in
                          checker.exact(r.image_path, r.caption, seed, r.sample_id)] if checker and whole_image else []
                 families: dict[str, int] = defaultdict(int)
-                for negative, neg_type, rule, filler_name, valid, verdict in from_rules + exact:
+                for negative, neg_type, rule, filler_name, valid, verdict, _ in from_rules + exact:
                     rows.append(Negative(r.sample_id, r.caption, negative, neg_type, rule, filler_name, valid))
                     if verdict:
                         quality.add(rule, verdict)
@@ -291,7 +354,8 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
                             for rule, c in counts.items()},
                "whole_image_captions_with_a_negative_of_family": {f: round(n / max(1, whole_images), 4)
                                                                   for f, n in family_counts.items()},
-               "quality": {"sample": cfg.quality_sample, "rules": quality.as_dict()}}
+               "quality": {"sample": cfg.quality_sample, "rules": quality.as_dict()},
+               "unseen_combinations": unseen.summary()}
     if checker:
         summary["scene_check"] = {rule: {**dict(c), "false_fraction": round(c["false"] / max(1, c["false"] + c["true"]), 4)}
                                   for rule, c in checks.items()}
