@@ -64,7 +64,7 @@ def word_tags(texts: list[str], name: str = DEFAULT_SPACY) -> list[tuple[list[st
     import json
     import sqlite3
 
-    from compclip.text.tokens import cache_root
+    from compclip.cache import cache_root
 
     nlp = load_spacy(name)
     ident = f"{name}|{nlp.meta.get('version')}|{__import__('spacy').__version__}"
