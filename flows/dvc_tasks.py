@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -62,13 +63,23 @@ def plan(targets: list[str], root: Path) -> list[str]:
     return order
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """DVC runs in its own process group (run_dvc): this reaches every process it started, also one started
+    after the family was listed or orphaned by its parent's death."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop(proc: subprocess.Popen, grace_s: float | None = None) -> None:
     """SIGTERM to DVC and the stage under it, SIGKILL to what is left after the grace period."""
     grace_s = GRACE_S if grace_s is None else grace_s
     try:
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     except psutil.NoSuchProcess:
-        return
+        family = []
+    _signal_group(proc, signal.SIGTERM)
     for p in family:
         try:
             p.terminate()
@@ -80,6 +91,7 @@ def stop(proc: subprocess.Popen, grace_s: float | None = None) -> None:
             p.kill()
         except psutil.NoSuchProcess:
             pass
+    _signal_group(proc, signal.SIGKILL)
     proc.wait()
 
 
@@ -89,7 +101,7 @@ def run_dvc(args: list[str], root: Path, timeout_s: float | None, env: dict[str,
     StageTimedOut or DvcFailed; stops the process (and its stage) on any exception, cancellation included."""
     env = {**os.environ, "TQDM_MININTERVAL": "30", **(env or {})}  # progress bars, but not one log line each
     proc = subprocess.Popen([dvc_executable(), *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+                            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
     lines: deque[str] = deque(maxlen=400)
     timed_out = threading.Event()
 

@@ -32,6 +32,14 @@ def test_positives_table(world, tmp_path):
     assert sum(c["candidates"] for c in by_rule.values()) == \
         sum(c.get("kept", 0) for c in by_rule.values()) + len(rejected)  # every candidate accounted for
     assert summary["coverage"] > 0.3
+    # a rerun reads every MiniLM embedding back from the content cache and writes the same table
+    assert summary["execution"]["minilm_texts"]["encoded"] > 0
+    first = (tmp_path / "pos/positives.parquet").read_bytes()
+    again = build_positives(manifest, tmp_path / "neg/negatives.parquet", cfg, p.seed)
+    assert again["execution"]["minilm_texts"] == {"encoded": 0, "from_cache": summary["execution"]["minilm_texts"]["encoded"]
+                                                  + summary["execution"]["minilm_texts"].get("from_cache", 0)}
+    assert (tmp_path / "pos/positives.parquet").read_bytes() == first
+    assert json.loads((tmp_path / "pos/summary.json").read_text()) == {k: v for k, v in summary.items() if k != "execution"}
 
 
 def test_rewriter_failures_are_counted_and_kept(world, tmp_path, monkeypatch):

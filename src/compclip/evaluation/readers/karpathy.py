@@ -88,18 +88,17 @@ def perturbations(words: list[str], tags: list[str], rng: random.Random) -> list
 
 def read_order(data: Path, images: Path, seed: int = 0, spacy_model: str | None = None) -> Loaded:
     """COCO-Order / Flickr30k-Order from a Karpathy test file: one item per caption, true caption first."""
-    from compclip.text.nlp import load_spacy
+    from compclip.text.nlp import DEFAULT_SPACY, word_tags
 
     source = read_karpathy(data, images)
     loaded = Loaded("order", skipped=source.skipped, files=source.files)
-    nlp = load_spacy(spacy_model) if spacy_model else load_spacy()
     flat = [(im, j, c) for im in source.items for j, c in enumerate(im.captions)]
     dropped = 0
-    for (im, j, caption), doc in zip(flat, nlp.pipe([c for _, _, c in flat], batch_size=256)):
+    for (im, j, caption), (words, tags) in zip(flat, word_tags([c for _, _, c in flat], spacy_model or DEFAULT_SPACY)):
         key = f"{im.key}/{j}"
         rng = random.Random(stable_int(f"{seed}|order|{im.file}|{key}"))
         original = pre_caption(caption)
-        options = [pre_caption(p) for p in perturbations([t.text for t in doc], [t.tag_ for t in doc], rng)]
+        options = [pre_caption(p) for p in perturbations(words, tags, rng)]
         kept = [o for o in dict.fromkeys(options) if o != original]
         dropped += len(options) - len(kept)
         if not kept:
