@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import resource
-import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from compclip.cache import JsonCache
 from compclip.config import DaskConfig, NegativesConfig
 from compclip.data.scenes import SceneChecker
 from compclip.errors import UserError
@@ -62,36 +62,6 @@ def require_columns(source: pq.ParquetFile, path: Path, columns: list[str]) -> N
     missing = [c for c in columns if c not in source.schema_arrow.names]
     if missing:
         raise UserError(f"{path}: manifest lacks column(s) {missing} (write it with `compclip ingest`)")
-
-
-class CaptionCache:
-    """key -> generated rows (JSON) in one sqlite file."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS rows (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-    def get_many(self, keys: list[str]) -> dict[str, list]:
-        out = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i:i + 500]
-            q = f"SELECT key, value FROM rows WHERE key IN ({','.join('?' * len(part))})"
-            out.update({k: json.loads(v) for k, v in self.db.execute(q, part)})
-        return out
-
-    def has_many(self, keys: list[str]) -> set[str]:
-        out: set[str] = set()
-        for i in range(0, len(keys), 500):
-            part = keys[i:i + 500]
-            out.update(k for (k,) in self.db.execute(
-                f"SELECT key FROM rows WHERE key IN ({','.join('?' * len(part))})", part))
-        return out
-
-    def put_many(self, items: dict[str, list]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)",
-                            [(k, json.dumps(v)) for k, v in items.items()])
-        self.db.commit()
 
 
 def _tag_shard(shard: tuple[int, list[str]], spacy_model: str) -> tuple[int, list[list[tuple]]]:
@@ -173,7 +143,7 @@ def generate_shard(shard: list[tuple[str, str, list | None]], gen: Generator) ->
     return out, {"pid": os.getpid(), "peak_rss_mib": peak, "captions": len(shard)}
 
 
-def _shards(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, n_shards: int,
+def _shards(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: JsonCache, n_shards: int,
             done: set[str], seen: list[int], parsed: dict[str, list]) -> Iterator[list[tuple[str, str, list | None]]]:
     """The captions the cache lacks, each once, bucketed by content hash into n_shards; a bucket goes out as
     a shard when it holds chunk_size captions. The consumer adds the keys it has cached to `done`; they
@@ -205,7 +175,7 @@ def caption_key(settings: str, caption: str) -> str:
     return hashlib.sha256(f"{settings}|{caption}".encode()).hexdigest()
 
 
-def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache, gen: Generator,
+def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: JsonCache, gen: Generator,
                run, parsed: dict[str, list]) -> dict:
     """Generate every caption the cache lacks (in process, or sharded on Dask); count what was done."""
     done: set[str] = set()
@@ -227,7 +197,7 @@ def fill_cache(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cach
 UNSEEN_FILE = "unseen_combinations.jsonl"
 
 
-def combination_counts(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: CaptionCache) -> Counter:
+def combination_counts(source: pq.ParquetFile, cfg: NegativesConfig, settings: str, cache: JsonCache) -> Counter:
     """How many training captions (of cfg.splits, each occurrence) state each combination."""
     seen: Counter = Counter()
     for batch in source.iter_batches(batch_size=cfg.chunk_size, columns=["caption", "split"]):
@@ -286,7 +256,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
     source = pq.ParquetFile(manifest)
     require_columns(source, manifest, ["sample_id", "caption", "image_path", "bbox_x", "split"])
     first = source.read_row_group(0, columns=["caption"]).column("caption").to_pylist() if source.num_row_groups else []
-    cache = CaptionCache(out_dir / "cache" / "captions.sqlite")
+    cache = JsonCache(out_dir / "cache" / "captions.sqlite")  # caption key -> its rows
     checker = SceneChecker(cfg.scenes) if cfg.scenes and Path(cfg.scenes).exists() else None
     clock = {"start": time.perf_counter()}
     with engine(dask) as run:

@@ -61,29 +61,17 @@ def word_tags(texts: list[str], name: str = DEFAULT_SPACY) -> list[tuple[list[st
     file per pipeline and version under $COMPCLIP_CACHE, as text.tokens): every model evaluated on a
     benchmark that perturbs its captions (COCO-Order) reads the same tags."""
     import hashlib
-    import json
-    import sqlite3
 
-    from compclip.cache import cache_root
+    from compclip.cache import JsonCache, cache_root
 
     nlp = load_spacy(name)
     ident = f"{name}|{nlp.meta.get('version')}|{__import__('spacy').__version__}"
-    path = cache_root() / f"spacy-tags-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=60)
-    db.execute("CREATE TABLE IF NOT EXISTS tags (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    cache = JsonCache(cache_root() / f"spacy-tags-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.sqlite")
     distinct = list(dict.fromkeys(texts))
     keys = {t: hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in distinct}
-    found: dict[str, list] = {}
-    values = list(keys.values())
-    for i in range(0, len(values), 900):
-        part = values[i:i + 900]
-        found |= {k: json.loads(v) for k, v in
-                  db.execute(f"SELECT key, value FROM tags WHERE key IN ({','.join('?' * len(part))})", part)}
+    found = cache.get_many(list(keys.values()))
     todo = [t for t in distinct if keys[t] not in found]
     fresh = {keys[t]: [[w.text for w in doc], [w.tag_ for w in doc]] for t, doc in zip(todo, nlp.pipe(todo, batch_size=256))}
-    with db:
-        db.executemany("INSERT OR REPLACE INTO tags VALUES (?, ?)", [(k, json.dumps(v)) for k, v in fresh.items()])
-    db.close()
+    cache.put_many(fresh)
     found |= fresh
     return [tuple(found[keys[t]]) for t in texts]
