@@ -71,7 +71,7 @@ def main() -> None:
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PYTHONUNBUFFERED": "1"}
     targets = ["synth"] if a.smoke else []
-    with open(work / "repro.log", "w") as log:
+    with open(work / "repro.log", "w", buffering=1) as log:  # line-buffered: follow it with tail -f
         total, stages = timed_repro(checkout, targets, env, log)
 
     print(f"dvc repro from a fresh clone: {total / 60:.1f} min ({total:.0f} s); per stage (s):")

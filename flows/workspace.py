@@ -37,8 +37,8 @@ def repo_root(start: Path | None = None) -> Path:
 
 def overrides_for(root: Path, methods: list[str] | None, overrides: list[str] | None) -> list[str]:
     """`-S` strings: the overrides as given, then the methods to train as deletions of the other keys of
-    `methods` (`~methods.negclip`, Hydra's syntax, which `dvc exp run -S` takes), with tune.methods kept
-    to those among them."""
+    `methods` (`~methods.negclip`, Hydra's syntax, which `dvc exp run -S` takes) and of their
+    method_overrides, with tune.methods kept to those among them."""
     import yaml
 
     out = list(overrides or [])
@@ -52,6 +52,8 @@ def overrides_for(root: Path, methods: list[str] | None, overrides: list[str] | 
     if unknown := [m for m in methods if m not in defined]:
         raise StageFailed(f"methods {unknown} are not keys of params.yaml `methods` {defined}")
     out += [f"~methods.{m}" for m in defined if m not in methods]
+    # a method's own settings go with it (params.yaml refuses method_overrides for a method it lacks)
+    out += [f"~method_overrides.{m}" for m in p.get("method_overrides") or {} if m not in methods]
     tuned = (p.get("tune") or {}).get("methods") or []
     if tuned and not any(o.startswith("tune.methods=") for o in out):
         kept = [m for m in tuned if m in methods]

@@ -18,7 +18,8 @@ def main(method: str):
     results = run_evaluation(summary["model"], p.evaluate, Path(p.ingest.out_dir) / "manifest.parquet", p.seed,
                              p.train.device, p.mlflow, summary["run_id"],
                              benchmarks=Path(p.benchmarks.out_dir) if p.benchmarks else None,
-                             out_dir=Path(p.evaluate.out_dir) / method)
+                             out_dir=Path(p.evaluate.out_dir) / method,
+                             training={k: summary.get(k) for k in ("steps", "batch_size", "negative_rules", "recipe")})
     print(sugarcrepe_table({method: results}))
     print(headline_table({method: results}))
 

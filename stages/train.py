@@ -1,5 +1,5 @@
-"""DVC stage train@<method>: train one method of params.yaml `methods` (also under torchrun); with
-train.use_tuned, with the tune stage's best values for that method."""
+"""DVC stage train@<method>: train one method of params.yaml `methods` (also under torchrun) with its
+method_overrides; with train.use_tuned, with the tune stage's best values for that method on top."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ from stages.launch import maybe_torchrun
 
 
 def main(method: str) -> dict:
-    p = params()
+    p = params().for_method(method)
     best = Path(p.tune.out_dir) / BEST_FILE if p.tune else None
     if p.train.use_tuned:
         p = apply_tuned(p, method, best)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,10 +36,12 @@ class _ReadTrace:
     """Which params keys this process read: model instance id -> its dotted path, and the keys read."""
 
     def __init__(self, file: str):
-        self.file, self.paths, self.reads = file, {}, set()
+        self.file, self.paths, self.reads, self.paused = file, {}, set(), 0
         atexit.register(self.write)
 
     def index(self, model: BaseModel, path: str = "") -> None:
+        if self.paused:
+            return
         self.paths[id(model)] = path
         for name, field in type(model).model_fields.items():
             value = model.__dict__.get(name)
@@ -47,7 +50,7 @@ class _ReadTrace:
 
     def record(self, model: BaseModel, key: str) -> None:
         path = self.paths.get(id(model))
-        if path is not None:
+        if path is not None and not self.paused:
             self.reads.add(_join(path, key))
 
     def record_all(self, model: BaseModel, exclude=()) -> None:
@@ -74,6 +77,18 @@ def _join(path: str, key: str) -> str:
 
 
 _trace = _ReadTrace(os.environ[TRACE_ENV]) if os.environ.get(TRACE_ENV) else None
+
+
+@contextmanager
+def _untraced():
+    """Checks that are not reads (params.yaml validating itself) leave the trace as it was."""
+    if _trace is not None:
+        _trace.paused += 1
+    try:
+        yield
+    finally:
+        if _trace is not None:
+            _trace.paused -= 1
 
 
 class Strict(BaseModel):
@@ -324,6 +339,7 @@ class ReleaseFormatsConfig(Strict):
     per_image: int = Field(2, ge=1)  # ARO items per test image (relations; attribute pairs)
     crepe_negatives: int = Field(5, ge=1)  # hard negatives per CREPE caption, as the release
     zeroshot_per_class: int = Field(100, ge=1)  # object crops per shape in the zero-shot ImageFolder
+    max_images: int | None = Field(None, ge=1)  # test scenes the formats are built from (evenly spaced); null: all
 
 
 class BenchmarksConfig(Strict):
@@ -483,6 +499,8 @@ class Params(Strict):
     train: TrainConfig
     loss: LossConfig = LossConfig()
     methods: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = {"clip": {"clip": 1.0}}  # method -> weighted sum of loss terms
+    # method -> dotted loss.* / train.* keys set for that method only (its negatives, its budget)
+    method_overrides: dict[str, dict[str, object]] = {}
     benchmarks: BenchmarksConfig | None = None
     evaluate: EvaluateConfig
     compare: CompareConfig | None = None
@@ -516,6 +534,17 @@ class Params(Strict):
         if self.evaluate.blind is not None and "blind" in self.methods:
             raise ValueError("methods: 'blind' names the text-only baseline's column and folder "
                              "(reports/evaluate/blind); call the method something else")
+        for method, values in self.method_overrides.items():
+            if method not in self.methods:
+                raise ValueError(f"method_overrides: {method!r} is not a key of `methods` ({sorted(self.methods)})")
+            if bad := sorted(k for k in values if not k.startswith(("loss.", "train."))):
+                raise ValueError(f"method_overrides.{method}: {bad}: only loss.* and train.* keys")
+            try:
+                with _untraced():
+                    override(self, values)
+            except ConfigError as e:  # its first line is "override: N invalid setting(s)"
+                detail = "; ".join(line.strip() for line in str(e).splitlines()[1:]) or str(e)
+                raise ValueError(f"method_overrides.{method}: {detail}") from None
         if self.register_ is not None and self.register_.candidate not in ("best", *self.methods):
             raise ValueError(f"register.candidate {self.register_.candidate!r}: 'best' or a key of `methods`")
         return self
@@ -526,6 +555,14 @@ class Params(Strict):
         if _trace is not None:
             _trace.record(self, f"methods.{method}")
         return self.methods[method]
+
+    def for_method(self, method: str) -> Params:
+        """These params as `method` trains with them: its method_overrides applied (before any tuned values)."""
+        self.recipe(method)
+        if _trace is not None:
+            _trace.record(self, f"method_overrides.{method}")
+        values = self.method_overrides.get(method)
+        return override(self, values) if values else self
 
 
 class ConfigError(UserError):
@@ -540,6 +577,8 @@ def _format(err: ValidationError, path: Path) -> str:
             lines.append(f"  {key}: unknown key (check the spelling; see params.yaml for valid keys)")
         elif e["type"] == "missing":  # its input is the whole parent mapping: not worth printing
             lines.append(f"  {key}: missing (required)")
+        elif not e["loc"]:  # a check across sections: its input is the whole file
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

@@ -120,3 +120,29 @@ def test_config_imports_no_implementation_module():
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_method_overrides_apply_to_their_method_only(tmp_path):
+    path = write(tmp_path, lambda r: r.update(method_overrides={
+        "negclip": {"loss.negative_rules": ["swap_nouns", "sc_swap_att"], "train.max_steps": 7}}))
+    p = load_params(path)
+    negclip = p.for_method("negclip")
+    assert negclip.loss.negative_rules == ["swap_nouns", "sc_swap_att"] and negclip.train.max_steps == 7
+    assert negclip.train.lr == p.train.lr  # everything else as params.yaml says
+    clip = p.for_method("clip")
+    assert clip is p and clip.loss.negative_rules == p.loss.negative_rules
+    with pytest.raises(ConfigError, match="no method 'nope'"):
+        p.for_method("nope")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"mine": {"train.lr": 1e-3}}, r"method_overrides: 'mine' is not a key of `methods`"),
+    ({"negclip": {"evaluate.batch_size": 8}}, r"method_overrides.negclip: \['evaluate.batch_size'\]: only loss"),
+    ({"negclip": {"train.max_stepz": 8}}, r"method_overrides.negclip: override 'train.max_stepz': no such key"),
+    ({"negclip": {"loss.negative_rules": ["swap_verbs"]}}, r"method_overrides.negclip: .*swap_verbs"),
+    ({"negclip": {"train.max_steps": -1}}, r"method_overrides.negclip: .*max_steps"),
+])
+def test_bad_method_overrides_are_named(tmp_path, overrides, match):
+    path = write(tmp_path, lambda r: r.update(method_overrides=overrides))
+    with pytest.raises(ConfigError, match=match):
+        load_params(path)

@@ -48,8 +48,10 @@ def test_methods_become_deletions_and_narrow_tune(repo):
     defined = list(yaml.safe_load((repo / "params.yaml").read_text())["methods"])
     out = overrides_for(repo, ["clip", "ce_clip"], ["train.max_steps=7"])
     assert out[0] == "train.max_steps=7"
-    assert sorted(o for o in out if o.startswith("~")) == sorted(f"~methods.{m}" for m in defined
-                                                                 if m not in ("clip", "ce_clip"))
+    own = yaml.safe_load((repo / "params.yaml").read_text()).get("method_overrides") or {}
+    assert sorted(o for o in out if o.startswith("~")) == sorted(
+        [f"~methods.{m}" for m in defined if m not in ("clip", "ce_clip")] +
+        [f"~method_overrides.{m}" for m in own if m not in ("clip", "ce_clip")])
     assert not any(o.startswith("tune.methods") for o in out)  # tune.methods [ce_clip] is among them
     with pytest.raises(StageFailed, match="tune.methods"):
         overrides_for(repo, ["clip", "negclip"], [])
@@ -82,7 +84,9 @@ def test_overrides_are_applied_then_put_back_even_after_a_crash(repo):
 
     # a run killed after applying its overrides leaves the backup; the next run restores it first
     (repo / BACKUP).write_text(before)
-    (repo / "params.yaml").write_text(before.replace("max_steps: 50", "max_steps: 999"))
+    mangled = before.replace("\nseed: ", "\nseed: 1")
+    assert mangled != before
+    (repo / "params.yaml").write_text(mangled)
     with workspace(repo, None, None, log):
         assert (repo / "params.yaml").read_text() == before
     assert not (repo / BACKUP).exists()

@@ -45,6 +45,9 @@ def shrink(params_file: Path) -> None:
     p["loss"]["clear_glass"].update(groups_per_batch=4, group_size=4)
     p["evaluate"]["bootstrap_samples"] = 100
     p["tune"].update(n_trials=2, max_steps=2, eval_every=1, pruner_startup_trials=1)
+    for values in p.get("method_overrides", {}).values():  # a method's own budget shrinks with the rest
+        if "train.max_steps" in values:
+            values["train.max_steps"] = 3
     params_file.write_text(yaml.safe_dump(p, sort_keys=False))
 
 

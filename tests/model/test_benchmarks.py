@@ -107,6 +107,21 @@ def test_compare_writes_table_json_and_plot(tmp_path):
         compare({"x": tmp_path / "missing.json"}, tmp_path / "cmp2")
 
 
+def test_comparison_says_how_each_method_was_trained():
+    from compclip.evaluation.suite_report import markdown
+
+    ci = {"accuracy": 0.6, "ci_low": 0.5, "ci_high": 0.7, "n": 10}
+    suite = {"sugarcrepe": {"aggregate": {"mean": ci}}}
+    cols = {"clip": {"suite": suite, "training": {"steps": 300, "batch_size": 64, "negative_rules": []}},
+            "negclip": {"suite": suite, "training": {"steps": 300, "batch_size": 64,
+                                                     "negative_rules": ["swap_nouns", "sc_swap_att"]}},
+            "blind": {"suite": suite}}
+    md = markdown(cols, ["sugarcrepe"])
+    assert "| training | clip | negclip |" in md
+    assert "| fine-tuning steps | 300 | 300 |" in md and "| negative rules | – | swap_nouns, sc_swap_att |" in md
+    assert "| training |" not in markdown({"blind": {"suite": suite}}, ["sugarcrepe"])
+
+
 def test_suite_agrees_with_the_stage_scorers_and_formats_are_written(benchmarks):
     """The suite's readers and scorers against evaluate.py's functions, on the benchmarks stage's files and
     one model: the same n and the same decisions; and the release formats are there."""

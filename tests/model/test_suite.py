@@ -158,3 +158,21 @@ def test_texts_over_the_context_are_counted_and_a_cut_tie_is_wrong(suite, tmp_pa
     r = evaluate_benchmark("aro-relation", path, images, ModelScorer(EmbeddingCache(bundle, "cpu", 8), "m"), CI(20), out)
     tied = [json.loads(line) for line in open(r["scores_file"])][1:][1]
     assert tied["tied_by_cut"] and tied["scores"][0] == tied["scores"][1]  # a tie, counted as wrong
+
+
+def test_formats_from_a_spread_of_the_test_split_keep_its_held_out_share(world, tmp_path):
+    from compclip.data.release_formats import spread, test_scenes
+
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7] and spread(list(range(3)), 5) == [0, 1, 2]
+    assert spread(list(range(3)), None) == [0, 1, 2]
+    p, _ = world
+    s = p.synth
+    scenes = test_scenes(Path(s.out_dir))
+    half = len(scenes) // 2
+    counts = write_release_formats(Path(s.out_dir), tmp_path, p.seed,
+                                   {"color": s.colors, "shape": s.shapes, "size": s.sizes, "pattern": s.patterns},
+                                   s.image_size, zeroshot_per_class=5, max_images=half)
+    assert counts["karpathy/coco_karpathy_test"] == half
+    held = json.loads((tmp_path / "karpathy/held_out_images.json").read_text())
+    expected = sum(ts.held_out for ts in spread(scenes, half))
+    assert len(held) == expected and 0 < expected < half

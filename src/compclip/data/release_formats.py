@@ -235,10 +235,18 @@ def _dump(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1) + "\n")
 
 
+def spread(scenes: list, count: int | None) -> list:
+    """count scenes evenly spaced over the test split (held-out and seen in their proportions); all if None."""
+    if count is None or count >= len(scenes):
+        return scenes
+    return [scenes[i * len(scenes) // count] for i in range(count)]
+
+
 def write_release_formats(synth_dir: Path, out: Path, seed: int, vocab: dict[str, list[str]], image_size: int,
-                          per_image: int = 2, crepe_negatives: int = 5, zeroshot_per_class: int = 100) -> dict:
-    """Everything under `out`; returns the item counts per file."""
-    scenes = test_scenes(synth_dir)
+                          per_image: int = 2, crepe_negatives: int = 5, zeroshot_per_class: int = 100,
+                          max_images: int | None = None) -> dict:
+    """Everything under `out`, from max_images test scenes (all if None); returns the item counts per file."""
+    scenes = spread(test_scenes(synth_dir), max_images)
     held = sorted(f"coco/test/{ts.file_name}" for ts in scenes if ts.held_out)
     held_names = sorted(ts.file_name for ts in scenes if ts.held_out)
     counts = {}

@@ -107,6 +107,7 @@ def build_benchmarks(p: Params) -> dict:
         summary["formats"] = write_release_formats(
             Path(s.out_dir), out / "formats", p.seed,
             {"color": s.colors, "shape": s.shapes, "size": s.sizes, "pattern": s.patterns}, s.image_size,
-            cfg.formats.per_image, cfg.formats.crepe_negatives, cfg.formats.zeroshot_per_class)
+            cfg.formats.per_image, cfg.formats.crepe_negatives, cfg.formats.zeroshot_per_class,
+            cfg.formats.max_images)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

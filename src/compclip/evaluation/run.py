@@ -31,9 +31,10 @@ def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "aut
 
 def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, device: str = "auto",
                    mlflow_cfg: MlflowConfig | None = None, run_id: str | None = None,
-                   benchmarks: Path | None = None, out_dir: Path | None = None) -> dict:
+                   benchmarks: Path | None = None, out_dir: Path | None = None, training: dict | None = None) -> dict:
     """All metrics of one model; with `benchmarks` (the benchmarks stage's folder) also hard-positive ATA and
-    brittleness and CLEAR GLASS abstraction levels. Writes out_dir (default cfg.out_dir)/metrics.json."""
+    brittleness and CLEAR GLASS abstraction levels. Writes out_dir (default cfg.out_dir)/metrics.json, with
+    `training` (how the model was trained: steps, batch size, negatives) copied in for the comparison."""
     dev = resolve_device(device)
     cache = EmbeddingCache(load_model(model, dev), dev, cfg.batch_size)
     results = evaluate_sugarcrepe(model, cfg.sugarcrepe.data, cfg.sugarcrepe.images,
@@ -49,6 +50,8 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
     results["suite"] = run_suite(ModelScorer(cache, model), cfg, seed, out / "suite")
     # every image that could not be read, by reason: its items were left out of the scores above
     results["skipped_images"] = cache.skipped()
+    if training is not None:
+        results["training"] = training
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "headline.json").write_text(json.dumps(headline(results), indent=2) + "\n")
     if mlflow_cfg is not None:

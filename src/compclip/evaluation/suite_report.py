@@ -52,12 +52,26 @@ def _n(cells: list[dict | None]) -> str:
     return "–" if not ns else "/".join(map(str, ns))
 
 
+def training_rows(results: dict[str, dict]) -> list[str]:
+    """How each column was trained (its metrics.json `training`): methods compared at unequal budgets say so."""
+    cols = [c for c in results if results[c].get("training")]
+    if not cols:
+        return []
+    t = {c: results[c]["training"] for c in cols}
+    return ["| training | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols),
+            "| fine-tuning steps | " + " | ".join(str(t[c].get("steps")) for c in cols) + " |",
+            "| batch size | " + " | ".join(str(t[c].get("batch_size")) for c in cols) + " |",
+            "| negative rules | " + " | ".join(", ".join(t[c].get("negative_rules") or []) or "–" for c in cols) + " |",
+            ""]
+
+
 def markdown(results: dict[str, dict], benches: list[str], preface: str = "") -> str:
     cols = list(results)
     out = ["# compclip: every method on every benchmark", "",
            "Accuracy (%) with bootstrap 95% CIs; `n` items per row (two numbers when a column scored fewer). "
            "`blind` never sees the image: a text-only score (evaluate.blind). Seen / held-out rows are subsets of "
            "the row above them.", ""]
+    out += training_rows(results)
     heads = headline_rows(results)
     if heads:
         out += ["## Headline: one figure per benchmark", "", "| | n | " + " | ".join(cols) + " |",

@@ -297,9 +297,12 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
         progress.close()
         summary = None
         if d.main:
+            # what the comparison table prints beside each method: its budget and its negatives
+            setup = {"recipe": recipe, "batch_size": cfg.batch_size,
+                     "negative_rules": list(p.loss.negative_rules) if "negatives" in loss_fn.needs else []}
             summary = _finish(trainer, run, out_dir, bundle.name, method, len(rows), steps,
                               time.perf_counter() - started, f"{device}" + (f" x{d.world_size}" if d.world_size > 1 else ""),
-                              context)
+                              context, setup)
     distributed.barrier(d)
     distributed.shutdown(d)
     return summary
@@ -331,12 +334,12 @@ def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distribute
 
 
 def _finish(trainer: Trainer, run: tracking.NullRun, out_dir: Path, model_name: str, method: str, pairs: int,
-            steps: int, seconds: float, device: str, context: dict) -> dict:
+            steps: int, seconds: float, device: str, context: dict, setup: dict) -> dict:
     model_path = out_dir / "model.pt"
     save_checkpoint(model_path, {"model_name": model_name, "model": trainer.model.state_dict(),
                                  "fingerprint": trainer.fingerprint, "step": trainer.step})
     summary = {"run_id": trainer.run_id, "method": method, "model": str(model_path), "model_name": model_name,
-               "steps": steps, "train_pairs": pairs, "device": device, "over_context": context,
+               "steps": steps, "train_pairs": pairs, "device": device, "over_context": context, **setup,
                **trainer.loss_fn.metrics()}
     run.log_metrics({"train_seconds_last_session": seconds})
     run.log_artifact(model_path, artifact_path="checkpoint")

@@ -110,11 +110,12 @@ def tune(p: Params, workers: int | None = None, storage: str | None = None) -> d
     _note_storage(Path(t.out_dir) / "study", url)
     studies = {}
     for method in t.methods:
-        name, baseline, _ = _prepare(p, method, url)
+        q = p.for_method(method)  # trials start from the method's own settings (method_overrides)
+        name, baseline, _ = _prepare(q, method, url)
         if workers == 1:  # an explicit storage may be shared with workers started elsewhere
-            work(p, method, name, url, shared=storage is not None or t.storage is not None)
+            work(q, method, name, url, shared=storage is not None or t.storage is not None)
         else:
-            _spawn(p, method, name, url, workers)
+            _spawn(q, method, name, url, workers)
         studies[method] = name
     loaded = {m: open_study(n, make_storage(url, t.heartbeat_interval, t.grace_period), t, p.seed)
               for m, n in studies.items()}
