@@ -13,6 +13,7 @@ from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", REPO / "bench/results/README.md"]
 OVERRIDE = re.compile(r"(?:-S|--set) ([\w.]+)=([^\s`]+)")
+DELETION = re.compile(r"(?:-S|--set) '?~([\w.]+)'?")  # Hydra's ~key, as dvc exp run -S takes it
 
 
 def commands() -> list[list[tuple[str, str]]]:
@@ -44,3 +45,18 @@ def test_each_override_is_a_valid_param_and_max_steps_means_steps(overrides):
         cfg: TrainConfig = p.train
         pairs = 10 * cfg.batch_size  # far fewer pairs than steps × batch: epochs must not cap the run
         assert total_steps(cfg, pairs)[1] == cfg.max_steps
+
+
+def test_each_deletion_names_a_key_params_yaml_has_and_leaves_valid_params():
+    deletions = [key for doc in DOCS for line in re.findall(r"`([^`]*(?:dvc exp run|bench/sweep\.py)[^`]*)`",
+                                                               doc.read_text()) for key in DELETION.findall(line)]
+    assert "method_overrides.hard_positive" in deletions
+    for key in deletions:
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        assert leaf in node, f"~{key}: not a key of params.yaml"
+        del node[leaf]
+        Params.model_validate(raw)
