@@ -2,6 +2,7 @@
 
 The GPU budget sweeps quoted in the README are this command on a CUDA machine (no MLflow needed there):
   python bench/sweep.py --set train.max_steps=600 --set train.batch_size=128 --set train.lr=5e-4 \
+      --set '~method_overrides.hard_positive' --set '~method_overrides.clear_glass' --set '~method_overrides.combined' \
       --set train.device=cuda --no-mlflow --out bench/results/sweep_600steps.json
 After `make demo` (or any `dvc repro`), record what it produced without training again:
   python bench/sweep.py --no-run --out bench/results/demo_cpu.json
