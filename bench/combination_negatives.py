@@ -3,8 +3,9 @@ ones that bring in a combination no training caption states (negatives.unseen_co
 scored on SugarCrepe's swap and replace files, all items, seen and held-out combinations, with n and CIs.
 
 Both negatives tables are built from the demo's manifest into --work (the second from the first's cache,
-so only the write pass runs again); each method fine-tunes train.init_from (the pretrain stage's CLIP) for
---steps with MLflow off; evaluation reads evaluate.sugarcrepe.
+so only the write pass runs again); each method, with its method_overrides (negclip trains on its swaps),
+fine-tunes train.init_from (the pretrain stage's CLIP) for --steps with MLflow off; evaluation reads
+evaluate.sugarcrepe.
 
   python bench/combination_negatives.py --steps 200 --out bench/results/combination_negatives_cpu.json
                                          # after `make demo` (it needs the manifest and models/pretrain)
@@ -76,17 +77,20 @@ def main() -> None:
     if not manifest.is_file() or (p.train.init_from and not Path(p.train.init_from).is_file()):
         raise SystemExit(f"{manifest} or {p.train.init_from} not found: run `make demo` first")
 
-    results: dict = {"steps": a.steps, "batch_size": p.train.batch_size, "negative_rules": p.loss.negative_rules,
-                     "policies": {}}
+    # every rule a compared method trains on (its method_overrides included)
+    rules = list(dict.fromkeys(r for m in a.methods for r in p.for_method(m).loss.negative_rules))
+    results: dict = {"steps": a.steps, "batch_size": p.train.batch_size, "negative_rules": rules, "policies": {}}
     for policy in ("keep", "drop"):
         q = with_policy(p, policy, work, a.steps)
         if policy == "drop":  # the first table's cache: only the write pass runs again
             shutil.copytree(work / "negatives_keep" / "cache", Path(q.negatives.out_dir) / "cache", dirs_exist_ok=True)
         summary = build_negatives(manifest, q.negatives, q.seed)
         unseen = summary["unseen_combinations"]["by_rule"]
-        row = {"negatives": {rule: unseen.get(rule, {}) for rule in p.loss.negative_rules}, "methods": {}}
-        for method in a.methods:
-            trained = train(q, method)
+        row = {"negatives": {rule: unseen.get(rule, {}) for rule in rules}, "methods": {}}
+        for method in a.methods:  # each with its own method_overrides (negclip: its swaps), then this budget
+            qm = with_policy(p.for_method(method), policy, work, a.steps)
+            row.setdefault("negative_rules", {})[method] = qm.loss.negative_rules
+            trained = train(qm, method)
             scores = evaluate_sugarcrepe(trained["model"], q.evaluate.sugarcrepe.data, q.evaluate.sugarcrepe.images,
                                          "cpu", q.evaluate.batch_size, bootstrap_samples=q.evaluate.bootstrap_samples,
                                          confidence=q.evaluate.confidence, seed=q.seed)["sugarcrepe"]
@@ -97,7 +101,7 @@ def main() -> None:
 
     print(f"{a.steps} steps from {p.train.init_from}, batch {p.train.batch_size}, seed {p.seed}; "
           "accuracy % [95% CI] (n); negatives dropped per rule under `drop`:")
-    for rule in p.loss.negative_rules:
+    for rule in rules:
         d = results["policies"]["drop"]["negatives"].get(rule, {})
         print(f"  {rule}: {d.get('dropped', 0)} of {d.get('valid', 0)} valid negatives")
     for method in a.methods:
