@@ -78,7 +78,9 @@ def main() -> None:
     for name, s in stages.items():
         print(f"  {name:<24} {s['seconds']:7.1f}{'' if s['ran'] else '  (cached)'}")
     compare = checkout / "reports/compare/compare.md"
-    results = {"total_s": round(total, 1), "stages": stages, "targets": targets or ["all"],
+    # what ran is the clone's commit, clean whatever the state of this checkout (provenance's dirty flag)
+    cloned = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True).stdout.strip()
+    results = {"cloned_commit": cloned, "total_s": round(total, 1), "stages": stages, "targets": targets or ["all"],
                "compare_md": compare.read_text() if compare.exists() else None}
     if a.out:
         sys.path.insert(0, str(REPO / "src"))
