@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import sys
@@ -535,8 +536,8 @@ class Params(Strict):
             raise ValueError("methods: 'blind' names the text-only baseline's column and folder "
                              "(reports/evaluate/blind); call the method something else")
         for method, values in self.method_overrides.items():
-            if method not in self.methods:
-                raise ValueError(f"method_overrides: {method!r} is not a key of `methods` ({sorted(self.methods)})")
+            if method not in self.methods:  # a method taken out of `methods` (by hand or -S ~methods.x): ignored
+                continue
             if bad := sorted(k for k in values if not k.startswith(("loss.", "train."))):
                 raise ValueError(f"method_overrides.{method}: {bad}: only loss.* and train.* keys")
             try:
@@ -612,6 +613,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         p = Params.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format(e, path)) from None
+    if stray := sorted(set(p.method_overrides) - set(p.methods)):
+        logging.getLogger(__name__).warning("%s: method_overrides for %s, which `methods` does not define: ignored",
+                                            path, stray)
     if _trace is not None:
         _trace.index(p)
     return p

@@ -136,7 +136,6 @@ def test_method_overrides_apply_to_their_method_only(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    ({"mine": {"train.lr": 1e-3}}, r"method_overrides: 'mine' is not a key of `methods`"),
     ({"negclip": {"evaluate.batch_size": 8}}, r"method_overrides.negclip: \['evaluate.batch_size'\]: only loss"),
     ({"negclip": {"train.max_stepz": 8}}, r"method_overrides.negclip: override 'train.max_stepz': no such key"),
     ({"negclip": {"loss.negative_rules": ["swap_verbs"]}}, r"method_overrides.negclip: .*swap_verbs"),
@@ -146,3 +145,14 @@ def test_bad_method_overrides_are_named(tmp_path, overrides, match):
     path = write(tmp_path, lambda r: r.update(method_overrides=overrides))
     with pytest.raises(ConfigError, match=match):
         load_params(path)
+
+
+def test_overrides_of_a_method_taken_out_of_methods_are_ignored_with_a_warning(tmp_path, caplog):
+    """A user narrows `methods` (by hand, or a flow's -S ~methods.x) and leaves the section as it was."""
+    def narrow(r):
+        r["methods"] = {"clip": {"clip": 1.0}, "ce_clip": {"ce_clip": 1.0}}
+        r["method_overrides"] = {"negclip": {"train.max_steps": 7}}
+    with caplog.at_level("WARNING"):
+        p = load_params(write(tmp_path, narrow))
+    assert "method_overrides for ['negclip'], which `methods` does not define: ignored" in caplog.text
+    assert p.for_method("clip").train.max_steps == p.train.max_steps
