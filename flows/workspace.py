@@ -52,7 +52,7 @@ def overrides_for(root: Path, methods: list[str] | None, overrides: list[str] | 
     if unknown := [m for m in methods if m not in defined]:
         raise StageFailed(f"methods {unknown} are not keys of params.yaml `methods` {defined}")
     out += [f"~methods.{m}" for m in defined if m not in methods]
-    # a method's own settings go with it (params.yaml refuses method_overrides for a method it lacks)
+    # a method's own settings go with it (params.yaml would ignore them, with a warning, otherwise)
     out += [f"~method_overrides.{m}" for m in p.get("method_overrides") or {} if m not in methods]
     tuned = (p.get("tune") or {}).get("methods") or []
     if tuned and not any(o.startswith("tune.methods=") for o in out):

@@ -16,14 +16,23 @@ OVERRIDE = re.compile(r"(?:-S|--set) ([\w.]+)=([^\s`]+)")
 DELETION = re.compile(r"(?:-S|--set) '?~([\w.]+)'?")  # Hydra's ~key, as dvc exp run -S takes it
 
 
+def command_lines() -> list[str]:
+    """Every dvc exp run / bench/sweep.py command the docs give."""
+    return [line for doc in DOCS
+            for line in re.findall(r"`([^`]*(?:dvc exp run|bench/sweep\.py)[^`]*)`", doc.read_text())]
+
+
 def commands() -> list[list[tuple[str, str]]]:
-    """The override lists of every dvc exp run / bench/sweep.py command in the docs."""
-    found = []
-    for doc in DOCS:
-        for line in re.findall(r"`([^`]*(?:dvc exp run|bench/sweep\.py)[^`]*)`", doc.read_text()):
-            if pairs := OVERRIDE.findall(line):
-                found.append(pairs)
-    return found
+    """The override lists of those commands."""
+    return [pairs for line in command_lines() if (pairs := OVERRIDE.findall(line))]
+
+
+def parent_of(raw: dict, key: str) -> tuple[dict, str]:
+    """The mapping that holds a dotted key of params.yaml, and the key's last part."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        raw = raw[part]
+    return raw, leaf
 
 
 def test_the_docs_give_reproduction_commands():
@@ -34,10 +43,7 @@ def test_the_docs_give_reproduction_commands():
 def test_each_override_is_a_valid_param_and_max_steps_means_steps(overrides):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     for key, value in overrides:
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
+        node, leaf = parent_of(raw, key)
         assert leaf in node, f"{key}: not a key of params.yaml"
         node[leaf] = yaml.safe_load(value)
     p = Params.model_validate(raw)
@@ -48,15 +54,11 @@ def test_each_override_is_a_valid_param_and_max_steps_means_steps(overrides):
 
 
 def test_each_deletion_names_a_key_params_yaml_has_and_leaves_valid_params():
-    deletions = [key for doc in DOCS for line in re.findall(r"`([^`]*(?:dvc exp run|bench/sweep\.py)[^`]*)`",
-                                                               doc.read_text()) for key in DELETION.findall(line)]
+    deletions = [key for line in command_lines() for key in DELETION.findall(line)]
     assert "method_overrides.hard_positive" in deletions
     for key in deletions:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
+        node, leaf = parent_of(raw, key)
         assert leaf in node, f"~{key}: not a key of params.yaml"
         del node[leaf]
         Params.model_validate(raw)
