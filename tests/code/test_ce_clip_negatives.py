@@ -101,6 +101,12 @@ def one(nlp, rule, caption, filler=None):
 def test_swap_attributes(nlp):
     assert one(nlp, "sc_swap_att", "a red cube and a blue ball").negative == "a blue cube and a red ball"
     assert one(nlp, "sc_swap_att", "a red cube and a red ball").valid == 0
+    # only attributes of one kind change places: never a colour into a size word's phrase ("a large large star")
+    assert one(nlp, "sc_swap_att", "a large red cube below a large blue star").negative == \
+        "a large blue cube below a large red star"
+    assert one(nlp, "sc_swap_att", "a striped red cube and a small blue ball").negative == \
+        "a striped blue cube and a small red ball"
+    assert one(nlp, "sc_swap_att", "a striped cube and a small ball").valid == 0
 
 
 def test_replace_relation_uses_contrary_words(nlp):

@@ -206,11 +206,14 @@ def swap_nouns(toks: list[Token], rng: Draw | None = None) -> str | None:
 
 
 def swap_adjectives(toks: list[Token], rng: Draw | None = None) -> str | None:
-    """Exchange the attributes of two noun phrases ("a red cube and a blue ball" -> "a blue cube and a red ball")."""
+    """Exchange two attributes of one kind between two noun phrases ("a red cube and a blue ball" -> "a blue
+    cube and a red ball"). Only the same kind: a colour swapped with a size word lands beside the phrase's own
+    size word ("a large red cube below a large blue star" -> "a blue red cube below a large large star")."""
     attrs = sentence(toks).attributes
+    kind = {i: grammar.attribute_kinds()[toks[i].text.lower()][0] for i, _ in attrs}
     for a, (i, ni) in enumerate(attrs):
         for j, nj in attrs[a + 1:]:
-            if nj != ni and toks[j].text.lower() != toks[i].text.lower():
+            if nj != ni and kind[i] == kind[j] and toks[j].text.lower() != toks[i].text.lower():
                 out = list(toks)
                 out[i] = toks[j]._replace(ws=toks[i].ws)
                 out[j] = toks[i]._replace(ws=toks[j].ws)
