@@ -8,6 +8,11 @@ token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode:
 executes), and a square fp32 matmul is timed in the same rounds as this machine's peak: "ratio" is the
 step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians.
 
+Candidates measured on top of "after" and not adopted unless they pay (columns "channels_last" and
+"compile", each a speedup over "after" with the same weights and batch): the image tower in channels_last
+memory format, and torch.compile (inductor) of the whole model; compile time is reported apart, the timed
+steps come after it. Their FLOPs are those of "after": they compute the same thing.
+
 Also measured: the trainer's text setup (every caption and negative tokenized, and checked against the
 context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
 from the disk cache, warm).
@@ -19,6 +24,7 @@ from the disk cache, warm).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -72,6 +78,16 @@ def setup_as_it_was(tokenizer, texts: list[str]) -> None:
     tokenizer(texts)
 
 
+def candidates(model: torch.nn.Module, names: list[str]) -> dict[str, torch.nn.Module]:
+    """Copies of the "after" model (same weights) with one candidate speedup each."""
+    out = {}
+    if "channels_last" in names:
+        out["channels_last"] = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    if "compile" in names:
+        out["compile"] = torch.compile(copy.deepcopy(model))
+    return out
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -85,6 +101,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--setup-rounds", type=int, default=3)
     ap.add_argument("--matmul", type=int, default=1024)
+    ap.add_argument("--candidates", nargs="*", default=["channels_last", "compile"],
+                    choices=["channels_last", "compile"], help="speedups to try on top of 'after' (none: --candidates)")
     ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
     a = ap.parse_args()
@@ -111,15 +129,19 @@ def main() -> None:
              "neg_mask": torch.from_numpy(valid[pick])}
     ends = batch["text"].argmax(-1)
 
+    models = {"before": before.model, "after": after.model, **candidates(after.model, a.candidates)}
     cases = {}
     for method in METHODS:
         loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
         needs = {"image", "text"} | ({"neg_text", "neg_mask"} if "negatives" in loss.needs else set())
         data = {key: v for key, v in batch.items() if key in needs}
-        for variant, bundle in (("before", before), ("after", after)):
-            groups = param_groups(bundle.model, p.train.weight_decay)
-            opt = torch.optim.AdamW(groups, lr=1e-5, fused=variant == "after")
-            cases[method, variant] = (bundle.model, loss, data, opt)
+        for variant, model in models.items():
+            groups = param_groups(model, p.train.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=1e-5, fused=variant != "before")
+            inputs = dict(data)
+            if variant == "channels_last":
+                inputs["image"] = inputs["image"].contiguous(memory_format=torch.channels_last)
+            cases[method, variant] = (model, loss, inputs, opt)
 
     def step(case):
         model, loss, data, opt = case
@@ -130,15 +152,15 @@ def main() -> None:
 
     flops = {}
     for key, case in cases.items():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step(case)
-        flops[key] = counter.get_total_flops()
+        if key[1] in ("before", "after"):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step(case)
+            flops[key] = counter.get_total_flops()
     x, y = torch.randn(a.matmul, a.matmul), torch.randn(a.matmul, a.matmul)
     mm_flops = 2 * a.matmul ** 3
 
-    for case in cases.values():
-        step(case)
+    warmup_s = {key: timed(lambda: step(case)) for key, case in cases.items()}  # compile happens here
     times = {key: [] for key in cases}
     mm = []
     for _ in range(a.rounds):
@@ -161,9 +183,16 @@ def main() -> None:
             row[variant] = {"step_s_median": s, "gflop": flops[method, variant] / 1e9,
                             "flops_ratio": flops[method, variant] / s / peak}
         row["speedup"] = row["before"]["step_s_median"] / row["after"]["step_s_median"]
+        for variant in models.keys() - {"before", "after"}:
+            s = statistics.median(times[method, variant])
+            row[variant] = {"step_s_median": s, "first_step_s": warmup_s[method, variant],
+                            "speedup_over_after": row["after"]["step_s_median"] / s,
+                            "flops_ratio": flops[method, "after"] / s / peak}
         results["methods"][method] = row
         print(f"  {method:<10} {row['before']['step_s_median'] * 1e3:10.0f} {row['after']['step_s_median'] * 1e3:9.0f} "
-              f"{row['speedup']:7.2f}x {row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}")
+              f"{row['speedup']:7.2f}x {row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}"
+              + "".join(f"   {v} {row[v]['step_s_median'] * 1e3:.0f} ms ({row[v]['speedup_over_after']:.2f}x after)"
+                        for v in sorted(models.keys() - {"before", "after"})))
 
     # the trainer's text setup: all captions and negatives, tokenized and checked against the context
     texts = captions + [t for row in negatives for t in row]
