@@ -16,6 +16,7 @@ import open_clip
 import torch
 
 from compclip.errors import PretrainedUnavailable, UserError
+from compclip.models.memory_format import use_channels_last
 from compclip.models.text_length import fit_text_length
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -62,8 +63,9 @@ def _pretrained_help(name: str, pretrained: str, err: Exception) -> str:
 
 
 def create(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
-           cache_dir: str | None = None, fit_text: bool = True) -> ClipBundle:
-    """fit_text: encode texts only up to their end token (models.text_length: same features, less work)."""
+           cache_dir: str | None = None, fit_text: bool = True, channels_last: bool = True) -> ClipBundle:
+    """fit_text: encode texts only up to their end token (models.text_length: same features, less work);
+    channels_last: the image tower in NHWC layout (models.memory_format: same features, faster convolutions)."""
     register_configs()
     if name not in open_clip.list_models():
         raise UserError(f"unknown model {name!r}; compclip configs: "
@@ -80,6 +82,8 @@ def create(name: str, pretrained: str | None = None, device: str | torch.device 
         raise
     if fit_text:
         fit_text_length(model)
+    if channels_last:
+        use_channels_last(model)
     return ClipBundle(model, preprocess, open_clip.get_tokenizer(name), name)
 
 
