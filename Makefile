@@ -46,7 +46,7 @@ bench: setup
 	$(PY) bench/negatives_dask.py --out bench/results/negatives_dask_cpu.json
 	$(PY) bench/method_step_time.py --out bench/results/method_step_time_cpu.json
 	$(PY) bench/eval_scoring.py --out bench/results/eval_scoring_cpu.json
-	$(PY) bench/step_speedups.py --out bench/results/step_speedups_cpu.json
+	$(PY) bench/step_speedups.py --rounds 15 --out bench/results/step_speedups_cpu.json
 
 clean:
 	rm -rf data models reports mlflow/mlflow.db mlflow/artifacts

@@ -18,7 +18,7 @@ Also measured: the trainer's text setup (every caption and negative tokenized, a
 context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
 from the disk cache, warm).
 
-  python bench/step_speedups.py [--rounds 7] [--out FILE.json]      # after `make demo` (or dvc repro negatives)
+  python bench/step_speedups.py [--rounds 15] [--out FILE.json]     # after `make demo` (or dvc repro negatives)
   python bench/step_speedups.py --smoke                            # seconds: the micro model, made-up texts
 """
 
