@@ -18,7 +18,7 @@ Also measured: the trainer's text setup (every caption and negative tokenized, a
 context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
 from the disk cache, warm).
 
-  python bench/step_speedups.py [--rounds 15] [--out FILE.json]     # after `make demo` (or dvc repro negatives)
+  python bench/step_speedups.py [--rounds N] [--out FILE.json]      # after `make demo` (or dvc repro negatives)
   python bench/step_speedups.py --smoke                            # seconds: the micro model, made-up texts
 """
 
@@ -100,7 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="default: params.yaml model.name")
     ap.add_argument("--batch", type=int, default=None, help="default: params.yaml train.batch_size")
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--setup-rounds", type=int, default=3)
     ap.add_argument("--matmul", type=int, default=1024)
     ap.add_argument("--candidates", nargs="*", default=["contiguous", "compile"],
