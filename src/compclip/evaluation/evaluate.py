@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.metrics import accuracy_with_ci, retrieval_recall
 from compclip.evaluation.sugarcrepe import GROUPS, Item
 from compclip.text.context import over_context, same_after_cut
+
+if TYPE_CHECKING:
+    from compclip.evaluation.encode import EmbeddingCache
 
 
 def score_sugarcrepe(cache: EmbeddingCache, files: dict[str, list[Item]], samples: int, confidence: float,

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compclip import tracking
 from compclip.config import EvaluateConfig, MlflowConfig
 from compclip.data.manifest import load_split
 from compclip.data.records import load_json
-from compclip.evaluation.encode import EmbeddingCache
 from compclip.evaluation.evaluate import (group_means, score_abstraction, score_hard_positives, score_retrieval,
                                           score_sugarcrepe)
-from compclip.evaluation.scorers import ModelScorer
 from compclip.evaluation.sugarcrepe import read_held_out, read_sugarcrepe
 from compclip.evaluation.suite import CI, HEADLINE, evaluate_benchmark
-from compclip.models.factory import load_model, resolve_device
+
+if TYPE_CHECKING:
+    from compclip.evaluation.encode import EmbeddingCache
 
 
 def evaluate_sugarcrepe(model: str, data: Path, images: Path, device: str = "auto", batch_size: int = 256,
                         bootstrap_samples: int = 1000, confidence: float = 0.95, seed: int = 0,
                         cache: EmbeddingCache | None = None) -> dict:
+    from compclip.evaluation.encode import EmbeddingCache
+    from compclip.models.factory import load_model, resolve_device
+
     dev = resolve_device(device)
     cache = cache or EmbeddingCache(load_model(model, dev), dev, batch_size)
     per_file = score_sugarcrepe(cache, read_sugarcrepe(data, images), bootstrap_samples, confidence, seed,
@@ -35,6 +39,11 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
     """All metrics of one model; with `benchmarks` (the benchmarks stage's folder) also hard-positive ATA and
     brittleness and CLEAR GLASS abstraction levels. Writes out_dir (default cfg.out_dir)/metrics.json, with
     `training` (how the model was trained: steps, batch size, negatives) copied in for the comparison."""
+    # here, not at the top: blind and register import this module and never load a model (open_clip: ~5 s)
+    from compclip.evaluation.encode import EmbeddingCache
+    from compclip.evaluation.scorers import ModelScorer
+    from compclip.models.factory import load_model, resolve_device
+
     dev = resolve_device(device)
     cache = EmbeddingCache(load_model(model, dev), dev, cfg.batch_size)
     results = evaluate_sugarcrepe(model, cfg.sugarcrepe.data, cfg.sugarcrepe.images,
