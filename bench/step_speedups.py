@@ -1,21 +1,18 @@
 """A fine-tuning step before and after the CPU speedups, side by side in one run, on the demo's real texts.
 
 "before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context, torch's
-default (per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc thresholds. "after" is
-the trainer now: texts encoded up to their end token (models.text_length), the fused AdamW
-(training.optim.adamw), the image tower in channels_last (models.memory_format) and freed memory kept in
-the process (compclip.allocator, as every stage runs). Both start from the same weights and take the same
-batch: the demo's training captions with their hard negatives (loss.negative_rules), so the token lengths
-are the real ones. malloc settings belong to a process, so "before" runs in one process with glibc's
-defaults and "after" in another with compclip's; the rounds alternate between the two. Each step's FLOPs
-are counted (FlopCounterMode: what that step really executes), and a square fp32 matmul is timed in every
-round of both processes as this machine's peak: "ratio" is the step's FLOP/s over the matmul's. Medians.
+default (per-parameter) AdamW and a contiguous (NCHW) image tower. "after" is the trainer now: texts
+encoded up to their end token (models.text_length), the fused AdamW (training.optim.adamw) and the image
+tower in channels_last (models.memory_format). Both start from the same weights and
+take the same batch: the demo's training captions with their hard negatives (loss.negative_rules), so the
+token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode: what that step really
+executes), and a square fp32 matmul is timed in the same rounds as this machine's peak: "ratio" is the
+step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians.
 
-Candidates measured against "after" (each a column with its speedup over "after", same weights and
-batch): "contiguous", the image tower back in NCHW (what channels_last alone gives); "compile",
+Candidates measured on top of "after" (each a column with its speedup over "after", same weights and
+batch): "contiguous", the image tower back in NCHW (what channels_last alone gives), and "compile",
 torch.compile (inductor) of the whole model, its compile time reported apart (the timed steps come after
-it); and "default_malloc", the "after" model in the glibc process (what compclip.allocator alone gives).
-Their FLOPs are those of "after": they compute the same thing.
+it). Their FLOPs are those of "after": they compute the same thing.
 
 Also measured: the trainer's text setup (every caption and negative tokenized, and checked against the
 context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
@@ -29,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
@@ -39,7 +35,6 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from compclip.allocator import keep_freed_memory
 from compclip.config import load_params
 from compclip.losses import build_loss
 from compclip.models.factory import create
@@ -101,31 +96,50 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def worker(conn, role: str, model_name: str, weights: dict, batch: dict, p, a) -> None:
-    """One process's variants, a round each time the parent asks. glibc: "before" and "default_malloc" (the
-    "after" model with glibc's malloc thresholds); kept: "after" (compclip.allocator, as every stage runs)
-    and the candidates. malloc settings belong to a process, hence two."""
-    if role == "kept":
-        keep_freed_memory()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None, help="default: params.yaml model.name")
+    ap.add_argument("--batch", type=int, default=None, help="default: params.yaml train.batch_size")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--setup-rounds", type=int, default=3)
+    ap.add_argument("--matmul", type=int, default=1024)
+    ap.add_argument("--candidates", nargs="*", default=["contiguous", "compile"],
+                    choices=["contiguous", "compile"], help="changes to measure on top of 'after' (none: --candidates)")
+    ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
+    a = ap.parse_args()
+    p = load_params()
+    a.model, a.batch = a.model or p.model.name, a.batch or p.train.batch_size
+    if a.smoke:
+        a.model, a.batch, a.rounds, a.setup_rounds, a.matmul = "compclip-micro", 8, 1, 1, 64
+    captions, negatives, valid = demo_texts(p, a.smoke)
+
     torch.manual_seed(0)
-    if role == "glibc":
-        before = create(model_name, fit_text=False, channels_last=False).model
-        before.load_state_dict(weights)
-        models = {"before": before}
-        if "malloc" in a.candidates:
-            models["default_malloc"] = create(model_name).model
-            models["default_malloc"].load_state_dict(weights)
-    else:
-        after = create(model_name).model
-        after.load_state_dict(weights)
-        models = {"after": after, **candidates(model_name, after, a.candidates)}
+    before = create(a.model, fit_text=False, channels_last=False)
+    after = create(a.model)
+    after.model.load_state_dict(before.model.state_dict())
+    tokenizer = before.tokenizer
+
+    # one batch of real captions and negatives (the trainer's tensors), random pixels
+    pick = np.random.default_rng(p.seed).choice(len(captions), a.batch, replace=False)
+    k = len(p.loss.negative_rules)
+    size = before.model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    batch = {"image": torch.randn(a.batch, 3, size, size, generator=torch.Generator().manual_seed(0)),
+             "text": tokenizer([captions[i] for i in pick]),
+             "neg_text": tokenizer([t for i in pick for t in negatives[i]]).reshape(a.batch, k, -1),
+             "neg_mask": torch.from_numpy(valid[pick])}
+    ends = batch["text"].argmax(-1)
+
+    models = {"before": before.model, "after": after.model, **candidates(a.model, after.model, a.candidates)}
     cases = {}
     for method in METHODS:
         loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
         needs = {"image", "text"} | ({"neg_text", "neg_mask"} if "negatives" in loss.needs else set())
         data = {key: v for key, v in batch.items() if key in needs}
         for variant, model in models.items():
-            opt = torch.optim.AdamW(param_groups(model, p.train.weight_decay), lr=1e-5, fused=variant != "before")
+            groups = param_groups(model, p.train.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=1e-5, fused=variant != "before")
             cases[method, variant] = (model, loss, data, opt)
 
     def step(case):
@@ -143,80 +157,20 @@ def worker(conn, role: str, model_name: str, weights: dict, batch: dict, p, a) -
                 step(case)
             flops[key] = counter.get_total_flops()
     x, y = torch.randn(a.matmul, a.matmul), torch.randn(a.matmul, a.matmul)
-    warmup_s = {key: timed(lambda: step(case)) for key, case in cases.items()}  # compile happens here
-    conn.send((flops, warmup_s))
-    while conn.recv() == "round":
-        times = {key: timed(lambda: step(case)) for key, case in cases.items()}
-        conn.send((times, timed(lambda: [torch.mm(x, y) for _ in range(10)]) / 10))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default=None, help="default: params.yaml model.name")
-    ap.add_argument("--batch", type=int, default=None, help="default: params.yaml train.batch_size")
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--setup-rounds", type=int, default=3)
-    ap.add_argument("--matmul", type=int, default=1024)
-    ap.add_argument("--candidates", nargs="*", default=["contiguous", "compile", "malloc"],
-                    choices=["contiguous", "compile", "malloc"],
-                    help="changes to measure against 'after' (none: --candidates)")
-    ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
-    a = ap.parse_args()
-    p = load_params()
-    a.model, a.batch = a.model or p.model.name, a.batch or p.train.batch_size
-    if a.smoke:
-        a.model, a.batch, a.rounds, a.setup_rounds, a.matmul = "compclip-micro", 8, 1, 1, 64
-    captions, negatives, valid = demo_texts(p, a.smoke)
-
-    torch.manual_seed(0)
-    before = create(a.model, fit_text=False, channels_last=False)
-    tokenizer = before.tokenizer
-
-    # one batch of real captions and negatives (the trainer's tensors), random pixels
-    pick = np.random.default_rng(p.seed).choice(len(captions), a.batch, replace=False)
-    k = len(p.loss.negative_rules)
-    size = before.model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    batch = {"image": torch.randn(a.batch, 3, size, size, generator=torch.Generator().manual_seed(0)),
-             "text": tokenizer([captions[i] for i in pick]),
-             "neg_text": tokenizer([t for i in pick for t in negatives[i]]).reshape(a.batch, k, -1),
-             "neg_mask": torch.from_numpy(valid[pick])}
-    ends = batch["text"].argmax(-1)
-
-    # fresh interpreters (spawn), so the glibc one has glibc's own thresholds; rounds alternate between them
-    ctx = mp.get_context("spawn")
-    workers = []
-    for role in ("glibc", "kept"):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=worker, args=(child, role, a.model, before.model.state_dict(), batch, p, a))
-        proc.start()
-        workers.append((parent, proc))
-    flops, warmup_s = {}, {}
-    for conn, _ in workers:
-        f, w = conn.recv()
-        flops |= f
-        warmup_s |= w
-    times, mm = {key: [] for key in warmup_s}, []
-    for _ in range(a.rounds):
-        for conn, _ in workers:
-            conn.send("round")
-            t, m = conn.recv()
-            for key, v in t.items():
-                times[key].append(v)
-            mm.append(m)
-    for conn, proc in workers:
-        conn.send("stop")
-        proc.join()
     mm_flops = 2 * a.matmul ** 3
+
+    warmup_s = {key: timed(lambda: step(case)) for key, case in cases.items()}  # compile happens here
+    times = {key: [] for key in cases}
+    mm = []
+    for _ in range(a.rounds):
+        for key, case in cases.items():
+            times[key].append(timed(lambda: step(case)))
+        mm.append(timed(lambda: [torch.mm(x, y) for _ in range(10)]) / 10)
     peak = mm_flops / statistics.median(mm)
-    variants = sorted({v for _, v in times} - {"before", "after"})
 
     results = {"batch": a.batch, "negatives_per_caption": k, "model": a.model,
                "caption_tokens_median": float(ends.float().median() + 1), "context_length": batch["text"].shape[1],
-               "matmul_gflops": peak / 1e9, "processes": {"glibc": "before, default_malloc",
-                                                          "kept": "after and the other candidates"},
-               "methods": {}}
+               "matmul_gflops": peak / 1e9, "methods": {}}
     print(f"model {a.model}, batch {a.batch} pairs (+{k} negatives each), {torch.get_num_threads()} threads, "
           f"{a.rounds} interleaved rounds, medians; caption tokens median {results['caption_tokens_median']:.0f} "
           f"of a {results['context_length']}-token context; fp32 matmul {peak / 1e9:.1f} GFLOP/s")
@@ -228,7 +182,7 @@ def main() -> None:
             row[variant] = {"step_s_median": s, "gflop": flops[method, variant] / 1e9,
                             "flops_ratio": flops[method, variant] / s / peak}
         row["speedup"] = row["before"]["step_s_median"] / row["after"]["step_s_median"]
-        for variant in variants:
+        for variant in models.keys() - {"before", "after"}:
             s = statistics.median(times[method, variant])
             row[variant] = {"step_s_median": s, "first_step_s": warmup_s[method, variant],
                             "speedup_over_after": row["after"]["step_s_median"] / s,
@@ -237,7 +191,7 @@ def main() -> None:
         print(f"  {method:<10} {row['before']['step_s_median'] * 1e3:10.0f} {row['after']['step_s_median'] * 1e3:9.0f} "
               f"{row['speedup']:7.2f}x {row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}"
               + "".join(f"   {v} {row[v]['step_s_median'] * 1e3:.0f} ms ({row[v]['speedup_over_after']:.2f}x after)"
-                        for v in variants))
+                        for v in sorted(models.keys() - {"before", "after"})))
 
     # the trainer's text setup: all captions and negatives, tokenized and checked against the context
     texts = captions + [t for row in negatives for t in row]
