@@ -9,10 +9,7 @@ def run(fn) -> None:
     """Run a stage. Problems the user can fix (params, input files, a failed validation: UserError, and
     missing pretrained weights) end with one clear line and exit code 1; anything else is a bug and keeps
     its traceback."""
-    from compclip.allocator import keep_freed_memory
     from compclip.errors import UserError
-
-    keep_freed_memory()  # torch stages reuse freed memory instead of page-faulting it back each step
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("compclip").setLevel(logging.INFO)

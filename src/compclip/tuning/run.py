@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from compclip import tracking
-from compclip.allocator import keep_freed_memory
 from compclip.config import TRACE_ENV, Params
 from compclip.errors import UserError
 from compclip.losses import build_loss, settings
@@ -66,7 +65,6 @@ def work(p: Params, method: str, name: str, url: str, threads: int | None = None
     """One worker: run trials of the named study until it has its count. Workers sharing a study draw from
     their own sampler seeds (the process id mixed in), or they would all start with the same values; a
     shared study is not reproducible trial by trial anyway."""
-    keep_freed_memory()  # a spawned worker does not inherit the stage process's malloc settings
     if threads:
         torch.set_num_threads(threads)
     t = p.tune
