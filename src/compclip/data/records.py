@@ -69,7 +69,8 @@ def join_under(root: Path, relative: str) -> str | None:
 
 @lru_cache(maxsize=65536)
 def _real_folder(path: str) -> str:
-    """os.path.realpath of a folder, once per process: an evaluation checks ~60,000 image paths in a few
-    hundred folders, and resolving every path from the root took 8 s of each evaluate stage. Folders are not
-    expected to turn into symlinks while a stage runs; the file itself is checked every time."""
+    """os.path.realpath of a folder, once per process: an evaluation checks tens of thousands of image paths
+    in a few hundred folders, and resolving each from the root was among its largest costs outside the
+    model. Folders are not expected to turn into symlinks while a stage runs; the file itself is checked
+    every time."""
     return os.path.realpath(path)

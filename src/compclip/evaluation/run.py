@@ -39,7 +39,7 @@ def run_evaluation(model: str, cfg: EvaluateConfig, manifest: Path, seed: int, d
     """All metrics of one model; with `benchmarks` (the benchmarks stage's folder) also hard-positive ATA and
     brittleness and CLEAR GLASS abstraction levels. Writes out_dir (default cfg.out_dir)/metrics.json, with
     `training` (how the model was trained: steps, batch size, negatives) copied in for the comparison."""
-    # here, not at the top: blind and register import this module and never load a model (open_clip: ~5 s)
+    # here, not at the top: blind and register import this module and never load a model (open_clip is slow to import)
     from compclip.evaluation.encode import EmbeddingCache
     from compclip.evaluation.scorers import ModelScorer
     from compclip.models.factory import load_model, resolve_device
