@@ -1,6 +1,7 @@
 """Each reader on well-formed and malformed files, with the accounting identity read == kept + quarantined."""
 
 import io
+import os
 import json
 import tarfile
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from compclip.data.manifest import ingest
-from compclip.data.records import SourceError
+from compclip.data.records import SourceError, join_under
 from compclip.errors import UserError
 
 
@@ -347,3 +348,21 @@ def test_cli_split_per_captions_file(tmp_path, coco, capsys):
                         "--split", "auto"]) == 1
     # the second file repeats the first one's records (same ids), read as train: it keeps nothing
     assert f"coco {ann}: kept 0 of 13 records (100% quarantined" in capsys.readouterr().err
+
+
+def test_join_under_resolves_folders_per_working_directory(tmp_path, monkeypatch):
+    """Folders are resolved once per process (records._real_folder): a relative root must still be read
+    against the current directory, and a folder on the way that links out of the root is refused."""
+    for name, link_out in (("a", False), ("b", True)):
+        here = tmp_path / name
+        (here / "root").mkdir(parents=True)
+        (here / "outside").mkdir()
+        (here / "outside" / "x.jpg").write_bytes(b"x")
+        if link_out:
+            (here / "root" / "sub").symlink_to(here / "outside")
+        else:
+            (here / "root" / "sub").mkdir()
+            (here / "root" / "sub" / "x.jpg").write_bytes(b"x")
+        monkeypatch.chdir(here)
+        got = join_under(Path("root"), "sub/x.jpg")
+        assert got == (None if link_out else os.path.join("root", "sub", "x.jpg"))

@@ -57,8 +57,8 @@ def join_under(root: Path, relative: str) -> str | None:
     if os.path.isabs(relative):
         return None
     joined = os.path.normpath(os.path.join(root, relative))
-    base = _real_folder(os.fspath(root))
-    folder, name = os.path.split(joined)
+    base = _real_folder(os.path.abspath(root))  # absolute: the cache must not outlive a chdir
+    folder, name = os.path.split(os.path.abspath(joined))
     real = os.path.join(_real_folder(folder), name)
     if os.path.islink(real):
         real = os.path.realpath(real)
