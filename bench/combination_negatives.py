@@ -5,11 +5,17 @@ scored on SugarCrepe's swap and replace files, all items, seen and held-out comb
 Both negatives tables are built from the demo's manifest into --work (the second from the first's cache,
 so only the write pass runs again); each method, with its method_overrides (negclip trains on its swaps),
 fine-tunes train.init_from (the pretrain stage's CLIP) for --steps with MLflow off; evaluation reads
-evaluate.sugarcrepe.
+evaluate.sugarcrepe. A method without negatives (clip) trains once: it is the reference both tables are read
+against. Results are written after every model, so a run cut short keeps what it finished.
 
   python bench/combination_negatives.py --steps 200 --out bench/results/combination_negatives_cpu.json
                                          # after `make demo` (it needs the manifest and models/pretrain)
   python bench/combination_negatives.py --smoke      # seconds: the tiny world, checks it runs
+
+On a GPU machine without spaCy: build both tables here, carry --work, train there.
+  python bench/combination_negatives.py --work W --tables-only
+  python bench/combination_negatives.py --work W --reuse-tables --device cuda --batch-size 128 --steps 600 \
+      --methods clip negclip ce_clip --num-workers 8 --out bench/results/combination_negatives_600steps_h100.json
 """
 
 from __future__ import annotations
@@ -18,29 +24,59 @@ import argparse
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from compclip.config import Params, load_params
 from compclip.evaluation.run import evaluate_sugarcrepe
+from compclip.losses import NEEDS
+from compclip.models.factory import resolve_device
 from compclip.provenance import write_result
-from compclip.text.negatives_table import build_negatives
 from compclip.training.trainer import train
 
-FILES = ("swap_obj", "swap_att", "replace_obj", "replace_att", "replace_rel")
+FILES = ("swap_obj", "swap_att", "replace_obj", "replace_att", "replace_rel", "add_obj", "add_att")
+POLICIES = ("keep", "drop")
 
 
-def with_policy(p: Params, policy: str, work: Path, steps: int) -> Params:
+def with_policy(p: Params, policy: str, work: Path, steps: int, train: dict | None = None) -> Params:
+    """p reading the `policy` table from work/negatives_<policy> and training into work/models_<steps>steps/<policy>
+    (budgets can run side by side in one work folder); `train`: further train.* settings (device, batch, workers)."""
     neg = p.negatives.model_copy(update={"out_dir": work / f"negatives_{policy}", "unseen_combinations": policy})
-    tr = p.train.model_copy(update={"out_dir": work / f"models_{policy}", "max_steps": steps, "resume": "latest"})
+    tr = p.train.model_copy(update={"out_dir": work / f"models_{steps}steps" / policy, "max_steps": steps,
+                                    "resume": "latest", **(train or {})})
     return p.model_copy(update={"negatives": neg, "train": tr, "mlflow": p.mlflow.model_copy(update={"enabled": False})})
+
+
+def build_tables(p: Params, work: Path, reuse: bool) -> dict[str, dict]:
+    """Both tables' per-rule counts of dropped negatives. reuse: read the summaries of tables an earlier
+    --tables-only run built into work (this machine may lack spaCy); else build them (spaCy)."""
+    counts = {}
+    for policy in POLICIES:
+        q = with_policy(p, policy, work, 1)
+        out = Path(q.negatives.out_dir)
+        if reuse:
+            if not (out / "summary.json").is_file():
+                raise SystemExit(f"{out}/summary.json not found: build the tables with --tables-only first")
+            summary = json.loads((out / "summary.json").read_text())
+            if summary.get("unseen_combinations", {}).get("policy", policy) != policy:
+                raise SystemExit(f"{out}/summary.json was built with another unseen_combinations policy")
+        else:
+            from compclip.text.negatives_table import build_negatives  # spaCy: only where the tables are built
+
+            if policy == "drop":  # the first table's cache: only the write pass runs again
+                shutil.copytree(work / "negatives_keep" / "cache", out / "cache", dirs_exist_ok=True)
+            summary = build_negatives(Path(p.ingest.out_dir) / "manifest.parquet", q.negatives, q.seed)
+        counts[policy] = summary["unseen_combinations"]["by_rule"]
+    return counts
 
 
 def cell(r: dict) -> dict:
     return {"accuracy": r["accuracy"], "ci": [r["ci_low"], r["ci_high"]], "n": r["n"]}
 
 
-def smoke_params(work: Path) -> Params:
-    """A tiny shapes world (as the tests make it) and the micro model from scratch."""
+def smoke_params(work: Path, make_world: bool = True) -> Params:
+    """A tiny shapes world (as the tests make it; make_world False: made by an earlier run) and the micro
+    model from scratch."""
     from compclip.data.manifest import ingest
     from compclip.data.synth import synthesize
 
@@ -51,9 +87,10 @@ def smoke_params(work: Path) -> Params:
     coco = [c.model_copy(update={"captions": s / "coco/annotations" / f"captions_{k}.json", "images": s / "coco" / k})
             for c, k in zip(p.ingest.coco, ("train", "val", "test"))]
     ing = p.ingest.model_copy(update={"out_dir": work / "ingest", "coco": coco, "vg": [s / "vg"], "cc3m": [s / "cc3m"]})
-    synthesize(synth, p.seed)
-    ingest([(c.captions, c.images, c.split) for c in coco], ing.vg, ing.cc3m, ing.out_dir, ing.max_caption_words,
-           ing.verify_images, ing.hash_split)
+    if make_world:
+        synthesize(synth, p.seed)
+        ingest([(c.captions, c.images, c.split) for c in coco], ing.vg, ing.cc3m, ing.out_dir, ing.max_caption_words,
+               ing.verify_images, ing.hash_split)
     return p.model_copy(update={
         "synth": synth, "ingest": ing, "model": p.model.model_copy(update={"name": "compclip-micro"}),
         "negatives": p.negatives.model_copy(update={"scenes": s / "scenes.jsonl"}),
@@ -62,59 +99,103 @@ def smoke_params(work: Path) -> Params:
             update={"data": s / "sugarcrepe", "images": s / "coco/test"})})})
 
 
+def reads_negatives(recipe: dict[str, float]) -> bool:
+    return any("negatives" in NEEDS[term] for term in recipe)
+
+
+def scores_of(model: str, q: Params, device: str) -> dict:
+    scores = evaluate_sugarcrepe(model, q.evaluate.sugarcrepe.data, q.evaluate.sugarcrepe.images, device,
+                                 q.evaluate.batch_size, bootstrap_samples=q.evaluate.bootstrap_samples,
+                                 confidence=q.evaluate.confidence, seed=q.seed)["sugarcrepe"]
+    return {f: {part: cell(scores[f] if part == "all" else scores[f][part])
+                for part in ("all", "seen", "held_out") if part == "all" or part in scores[f]}
+            for f in FILES if f in scores}
+
+
+def print_table(results: dict) -> None:
+    print(f"{results['steps']} steps, batch {results['batch_size']}, seed {results['seed']}, {results['device']}; "
+          "accuracy % [95% CI] (n); negatives dropped per rule under `drop`:")
+    for rule in results["negative_rules"]:
+        d = results["policies"]["drop"]["negatives"].get(rule, {})
+        print(f"  {rule}: {d.get('dropped', 0)} of {d.get('valid', 0)} valid negatives")
+    fmt = lambda c: f"{100 * c['accuracy']:5.1f} [{100 * c['ci'][0]:.1f}, {100 * c['ci'][1]:.1f}] (n={c['n']})"
+    for method, ref in results.get("reference", {}).items():
+        print(f"{method} (no negatives: the reference):")
+        for f in FILES:
+            for part in ("all", "seen", "held_out"):
+                if ref.get(f, {}).get(part):
+                    print(f"  {f:<12} {part:<9} {fmt(ref[f][part])}")
+    for method in results["methods"]:
+        print(f"{method}:")
+        for f in FILES:
+            for part in ("all", "seen", "held_out"):
+                cells = [results["policies"][pol]["methods"].get(method, {}).get(f, {}).get(part) for pol in POLICIES]
+                if all(cells):
+                    print(f"  {f:<12} {part:<9} " + "   ".join(f"{pol} {fmt(c)}" for pol, c in zip(POLICIES, cells)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=["negclip", "ce_clip"])
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: train.max_steps)")
+    ap.add_argument("--batch-size", type=int, default=None, help="pairs per step (default: train.batch_size)")
+    ap.add_argument("--device", default=None, help="train and evaluate here (default: train.device)")
+    ap.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default: train.num_workers)")
     ap.add_argument("--work", default=None, help="folder for the tables and models (default: a temporary one)")
+    ap.add_argument("--tables-only", action="store_true", help="build both tables into --work and stop")
+    ap.add_argument("--reuse-tables", action="store_true", help="the tables --tables-only built into --work")
     ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
-    ap.add_argument("--smoke", action="store_true", help="the tiny world and a few steps: checks the script runs")
+    ap.add_argument("--smoke", action="store_true", help="the tiny world and a few steps: checks it runs")
     a = ap.parse_args()
+    if (a.tables_only or a.reuse_tables) and not a.work:
+        ap.error("--tables-only and --reuse-tables need --work")
     work = Path(a.work or tempfile.mkdtemp(prefix="compclip-combinations-"))
-    p = smoke_params(work / "world") if a.smoke else load_params()
+    p = smoke_params(work / "world", make_world=not a.reuse_tables) if a.smoke else load_params()
     a.steps = 3 if a.smoke else (a.steps or p.train.max_steps)
     manifest = Path(p.ingest.out_dir) / "manifest.parquet"
     if not manifest.is_file() or (p.train.init_from and not Path(p.train.init_from).is_file()):
         raise SystemExit(f"{manifest} or {p.train.init_from} not found: run `make demo` first")
+    device = a.device or p.train.device
+    train_set = {k: v for k, v in {"device": device, "batch_size": a.batch_size, "num_workers": a.num_workers}.items()
+                 if v is not None}
 
+    compared = [m for m in a.methods if reads_negatives(p.recipe(m))]
     # every rule a compared method trains on (its method_overrides included)
-    rules = list(dict.fromkeys(r for m in a.methods for r in p.for_method(m).loss.negative_rules))
-    results: dict = {"steps": a.steps, "batch_size": p.train.batch_size, "negative_rules": rules, "policies": {}}
-    for policy in ("keep", "drop"):
-        q = with_policy(p, policy, work, a.steps)
-        if policy == "drop":  # the first table's cache: only the write pass runs again
-            shutil.copytree(work / "negatives_keep" / "cache", Path(q.negatives.out_dir) / "cache", dirs_exist_ok=True)
-        summary = build_negatives(manifest, q.negatives, q.seed)
-        unseen = summary["unseen_combinations"]["by_rule"]
-        row = {"negatives": {rule: unseen.get(rule, {}) for rule in rules}, "methods": {}}
-        for method in a.methods:  # each with its own method_overrides (negclip: its swaps), then this budget
-            qm = with_policy(p.for_method(method), policy, work, a.steps)
-            row.setdefault("negative_rules", {})[method] = qm.loss.negative_rules
-            trained = train(qm, method)
-            scores = evaluate_sugarcrepe(trained["model"], q.evaluate.sugarcrepe.data, q.evaluate.sugarcrepe.images,
-                                         "cpu", q.evaluate.batch_size, bootstrap_samples=q.evaluate.bootstrap_samples,
-                                         confidence=q.evaluate.confidence, seed=q.seed)["sugarcrepe"]
-            row["methods"][method] = {f: {part: cell(scores[f] if part == "all" else scores[f][part])
-                                          for part in ("all", "seen", "held_out") if part == "all" or part in scores[f]}
-                                      for f in FILES if f in scores}
-        results["policies"][policy] = row
-
-    print(f"{a.steps} steps from {p.train.init_from}, batch {p.train.batch_size}, seed {p.seed}; "
-          "accuracy % [95% CI] (n); negatives dropped per rule under `drop`:")
-    for rule in rules:
-        d = results["policies"]["drop"]["negatives"].get(rule, {})
-        print(f"  {rule}: {d.get('dropped', 0)} of {d.get('valid', 0)} valid negatives")
+    rules = list(dict.fromkeys(r for m in compared for r in p.for_method(m).loss.negative_rules))
+    counts = build_tables(p, work, a.reuse_tables)
+    if a.tables_only:
+        print(f"both tables built in {work}")
+        return
+    q0 = with_policy(p, "keep", work, a.steps, train_set)
+    results: dict = {"steps": a.steps, "batch_size": q0.train.batch_size, "lr": q0.train.lr, "seed": p.seed,
+                     "device": device, "negative_rules": rules, "complete": False,
+                     "methods": compared,
+                     "reference": {}, "train_seconds": {},
+                     "policies": {pol: {"negatives": {r: counts[pol].get(r, {}) for r in rules}, "methods": {},
+                                        "negative_rules": {}} for pol in POLICIES}}
+    dev = str(resolve_device(device))
+    save = lambda: a.out and write_result(a.out, results, vars(a), dev)
     for method in a.methods:
-        print(f"{method}:")
-        for f in FILES:
-            for part in ("all", "seen", "held_out"):
-                cells = [results["policies"][pol]["methods"][method].get(f, {}).get(part) for pol in ("keep", "drop")]
-                if all(cells):
-                    txt = "   ".join(f"{pol} {100 * c['accuracy']:5.1f} [{100 * c['ci'][0]:.1f}, {100 * c['ci'][1]:.1f}] "
-                                     f"(n={c['n']})" for pol, c in zip(("keep", "drop"), cells))
-                    print(f"  {f:<12} {part:<9} {txt}")
-    if a.out:
-        write_result(a.out, results, vars(a))
+        # a method that reads no negatives is the same under both tables: trained once, the reference
+        policies = POLICIES if method in results["methods"] else ("reference",)
+        for policy in policies:
+            qm = with_policy(p.for_method(method), "keep" if policy == "reference" else policy, work, a.steps, train_set)
+            if policy == "reference":
+                qm = qm.model_copy(update={"train": qm.train.model_copy(
+                    update={"out_dir": Path(qm.train.out_dir).parent / "reference"})})
+            started = time.perf_counter()
+            trained = train(qm, method)
+            results["train_seconds"][f"{method}/{policy}"] = round(time.perf_counter() - started, 1)
+            scores = scores_of(trained["model"], qm, device)
+            if policy == "reference":
+                results["reference"][method] = scores
+            else:
+                results["policies"][policy]["negative_rules"][method] = qm.loss.negative_rules
+                results["policies"][policy]["methods"][method] = scores
+            save()
+    results["complete"] = True
+    save()
+    print_table(results)
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
 

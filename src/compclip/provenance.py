@@ -18,18 +18,37 @@ from pathlib import Path
 
 def git_commit(repo: Path | str = ".") -> dict:
     def git(*args):
-        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        except OSError:  # no git on this machine
+            return None
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
+    if commit is None and os.environ.get("COMPCLIP_GIT_COMMIT"):
+        # a copy of the tree without .git (a lent GPU machine): the commit its sender names; cleanliness unknown
+        return {"commit": os.environ["COMPCLIP_GIT_COMMIT"], "dirty": None, "commit_from": "COMPCLIP_GIT_COMMIT"}
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(dirty) if commit else None}
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or None
 
 
 def device_info(device: str = "cpu") -> dict:
     import torch
 
-    info = {"device": str(device), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    # the CPU's model and the vector units torch uses: float results (MiniLM similarities at a threshold,
+    # trained weights) can differ in the last bits between CPUs that differ in them
+    info = {"device": str(device), "cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads()}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

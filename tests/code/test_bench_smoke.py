@@ -32,3 +32,21 @@ def test_bench_script_smoke(script, tmp_path):
     for key in ("commit", "torch", "device", "params", "command", "time_utc"):
         assert key in prov, key
     assert prov["params"]["smoke"] is True and record["results"]
+
+
+def test_combination_negatives_tables_built_on_one_machine_train_on_another(tmp_path):
+    """The GPU path: --tables-only where spaCy is, then --reuse-tables (no table is built again); clip reads no
+    negatives, so it trains once as the reference, and negclip under both tables."""
+    script, work, out = str(REPO / "bench" / "combination_negatives.py"), tmp_path / "work", tmp_path / "r.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra in (["--tables-only"], ["--reuse-tables", "--methods", "clip", "negclip", "--out", str(out)]):
+        run = subprocess.run([sys.executable, script, "--smoke", "--work", str(work), *extra], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert results["complete"] and results["methods"] == ["negclip"] and list(results["reference"]) == ["clip"]
+    assert sorted(results["train_seconds"]) == ["clip/reference", "negclip/drop", "negclip/keep"]
+    for policy in ("keep", "drop"):
+        assert set(results["policies"][policy]["methods"]["negclip"]) >= {"swap_obj", "swap_att"}
+    models = work / "models_3steps"
+    assert not (models / "keep" / "clip").exists() and (models / "reference" / "clip" / "model.pt").is_file()

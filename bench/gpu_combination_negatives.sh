@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Combination-aware negatives at GPU budgets, where hard negatives were seen to hurt held-out combinations
+# (600 and 1800 steps of 128 pairs): the pretrain stage on this device, then, for each budget in parallel,
+# clip once (the reference) and negclip and ce_clip on the keep and the drop table. MLflow is off.
+#
+# Here (spaCy), after `dvc repro pretrain`:  python bench/combination_negatives.py --work .gpu/cn --tables-only
+# There, from the repo root, with .whl (open_clip, pydantic and their needs, where the image lacks them),
+# .gpu/cn, data/ingest and data/synth/{coco,vg,cc3m,sugarcrepe} carried:
+#   COMPCLIP_GIT_COMMIT=<commit> bash bench/gpu_combination_negatives.sh .gpu/cn OUTDIR 600 1800
+# Writes OUTDIR/combination_negatives_<steps>steps_gpu.json (after every model) and a log per budget.
+set -euo pipefail
+work=$1 out=$2
+shift 2
+device=${DEVICE:-cuda} workers=${NUM_WORKERS:-4}
+export COMPCLIP_MLFLOW=0 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+if ! python3 -c "import open_clip, pydantic" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}
+mkdir -p "$out"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda')"
+started=$SECONDS
+# params `pretrain`, device auto; resumes from its final checkpoint when models/pretrain already holds it
+python3 -m stages.pretrain > "$out/pretrain.log" 2>&1 || { tail -30 "$out/pretrain.log"; exit 1; }
+echo "pretrain: $((SECONDS - started)) s"
+pids=()
+for steps in "${@:-600}"; do
+  python3 bench/combination_negatives.py --work "$work" --reuse-tables --device "$device" --batch-size 128 \
+    --steps "$steps" --methods clip negclip ce_clip --num-workers "$workers" \
+    --out "$out/combination_negatives_${steps}steps_gpu.json" > "$out/combination_${steps}steps.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+echo "all budgets: $((SECONDS - started)) s"
+for steps in "${@:-600}"; do echo "== $steps steps"; grep -v -E "it/s|s/it|^INFO|Loading" "$out/combination_${steps}steps.log" | tail -80; done
+exit $status
