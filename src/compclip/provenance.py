@@ -24,10 +24,11 @@ def git_commit(repo: Path | str = ".") -> dict:
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
-    commit = git("rev-parse", "HEAD")
-    if commit is None and os.environ.get("COMPCLIP_GIT_COMMIT"):
-        # a copy of the tree without .git (a lent GPU machine): the commit its sender names; cleanliness unknown
+    if os.environ.get("COMPCLIP_GIT_COMMIT"):
+        # a copy of the tree sent to another machine (a lent GPU), whose .git, if any, may be older than the
+        # tree: the commit its sender names wins; cleanliness unknown
         return {"commit": os.environ["COMPCLIP_GIT_COMMIT"], "dirty": None, "commit_from": "COMPCLIP_GIT_COMMIT"}
+    commit = git("rev-parse", "HEAD")
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(dirty) if commit else None}
 
