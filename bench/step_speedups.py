@@ -7,7 +7,9 @@ tower in channels_last (models.memory_format). Both start from the same weights 
 take the same batch: the demo's training captions with their hard negatives (loss.negative_rules), so the
 token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode: what that step really
 executes), and a square fp32 matmul is timed in the same rounds as this machine's peak: "ratio" is the
-step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians.
+step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians. The speedup's spread is
+reported too: before/after of each round (the two ran back to back), median and interquartile range, so
+a reader sees how much of a figure is this shared machine's noise.
 
 Candidates measured on top of "after" (each a column with its speedup over "after", same weights and
 batch): "contiguous", the image tower back in NCHW (what channels_last alone gives), and "compile",
@@ -174,7 +176,8 @@ def main() -> None:
     print(f"model {a.model}, batch {a.batch} pairs (+{k} negatives each), {torch.get_num_threads()} threads, "
           f"{a.rounds} interleaved rounds, medians; caption tokens median {results['caption_tokens_median']:.0f} "
           f"of a {results['context_length']}-token context; fp32 matmul {peak / 1e9:.1f} GFLOP/s")
-    print(f"  {'method':<10} {'before ms':>10} {'after ms':>9} {'speedup':>8} {'ratio before':>13} {'ratio after':>12}")
+    print(f"  {'method':<10} {'before ms':>10} {'after ms':>9} {'speedup':>8} {'per round, IQR':>15} "
+          f"{'ratio before':>13} {'ratio after':>12}")
     for method in METHODS:
         row = {}
         for variant in ("before", "after"):
@@ -182,6 +185,10 @@ def main() -> None:
             row[variant] = {"step_s_median": s, "gflop": flops[method, variant] / 1e9,
                             "flops_ratio": flops[method, variant] / s / peak}
         row["speedup"] = row["before"]["step_s_median"] / row["after"]["step_s_median"]
+        per_round = np.array(times[method, "before"]) / np.array(times[method, "after"])
+        row["speedup_per_round"] = {"median": float(np.median(per_round)), "q1": float(np.quantile(per_round, 0.25)),
+                                    "q3": float(np.quantile(per_round, 0.75)), "min": float(per_round.min()),
+                                    "max": float(per_round.max())}
         for variant in models.keys() - {"before", "after"}:
             s = statistics.median(times[method, variant])
             row[variant] = {"step_s_median": s, "first_step_s": warmup_s[method, variant],
@@ -189,7 +196,8 @@ def main() -> None:
                             "flops_ratio": flops[method, "after"] / s / peak}
         results["methods"][method] = row
         print(f"  {method:<10} {row['before']['step_s_median'] * 1e3:10.0f} {row['after']['step_s_median'] * 1e3:9.0f} "
-              f"{row['speedup']:7.2f}x {row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}"
+              f"{row['speedup']:7.2f}x {row['speedup_per_round']['q1']:7.2f}-{row['speedup_per_round']['q3']:.2f}x "
+              f"{row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}"
               + "".join(f"   {v} {row[v]['step_s_median'] * 1e3:.0f} ms ({row[v]['speedup_over_after']:.2f}x after)"
                         for v in sorted(models.keys() - {"before", "after"})))
 
