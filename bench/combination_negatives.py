@@ -12,10 +12,11 @@ against. Results are written after every model, so a run cut short keeps what it
                                          # after `make demo` (it needs the manifest and models/pretrain)
   python bench/combination_negatives.py --smoke      # seconds: the tiny world, checks it runs
 
-On a GPU machine without spaCy: build both tables here, carry --work, train there.
+On a GPU machine without spaCy: build both tables here, carry --work, train there
+(bench/gpu_combination_negatives.sh runs the second line for two budgets side by side).
   python bench/combination_negatives.py --work W --tables-only
   python bench/combination_negatives.py --work W --reuse-tables --device cuda --batch-size 128 --steps 600 \
-      --methods clip negclip ce_clip --num-workers 8 --out bench/results/combination_negatives_600steps_h100.json
+      --methods clip negclip ce_clip --num-workers 4 --out OUT/combination_negatives_600steps_gpu.json
 """
 
 from __future__ import annotations
@@ -112,13 +113,16 @@ def scores_of(model: str, q: Params, device: str) -> dict:
             for f in FILES if f in scores}
 
 
+def fmt(c: dict) -> str:
+    return f"{100 * c['accuracy']:5.1f} [{100 * c['ci'][0]:.1f}, {100 * c['ci'][1]:.1f}] (n={c['n']})"
+
+
 def print_table(results: dict) -> None:
     print(f"{results['steps']} steps, batch {results['batch_size']}, seed {results['seed']}, {results['device']}; "
           "accuracy % [95% CI] (n); negatives dropped per rule under `drop`:")
     for rule in results["negative_rules"]:
         d = results["policies"]["drop"]["negatives"].get(rule, {})
         print(f"  {rule}: {d.get('dropped', 0)} of {d.get('valid', 0)} valid negatives")
-    fmt = lambda c: f"{100 * c['accuracy']:5.1f} [{100 * c['ci'][0]:.1f}, {100 * c['ci'][1]:.1f}] (n={c['n']})"
     for method, ref in results.get("reference", {}).items():
         print(f"{method} (no negatives: the reference):")
         for f in FILES:
@@ -174,7 +178,11 @@ def main() -> None:
                      "policies": {pol: {"negatives": {r: counts[pol].get(r, {}) for r in rules}, "methods": {},
                                         "negative_rules": {}} for pol in POLICIES}}
     dev = str(resolve_device(device))
-    save = lambda: a.out and write_result(a.out, results, vars(a), dev)
+
+    def save() -> None:
+        if a.out:
+            write_result(a.out, results, vars(a), dev)
+
     for method in a.methods:
         # a method that reads no negatives is the same under both tables: trained once, the reference
         policies = POLICIES if method in results["methods"] else ("reference",)

@@ -5,7 +5,8 @@
 #
 # Here (spaCy), after `dvc repro pretrain`:  python bench/combination_negatives.py --work .gpu/cn --tables-only
 # There, from the repo root, with .whl (open_clip, pydantic and their needs, where the image lacks them),
-# .gpu/cn, data/ingest and data/synth/{coco,vg,cc3m,sugarcrepe} carried:
+# .gpu/cn (its negatives_*/cache and unseen_combinations.jsonl moved out first: 90 MB the GPU does not
+# read), data/ingest and data/synth carried (about 50 MB in all):
 #   COMPCLIP_GIT_COMMIT=<commit> bash bench/gpu_combination_negatives.sh .gpu/cn OUTDIR 600 1800
 # Writes OUTDIR/combination_negatives_<steps>steps_gpu.json (after every model) and a log per budget.
 set -euo pipefail

@@ -39,10 +39,14 @@ def test_combination_negatives_tables_built_on_one_machine_train_on_another(tmp_
     negatives, so it trains once as the reference, and negclip under both tables."""
     script, work, out = str(REPO / "bench" / "combination_negatives.py"), tmp_path / "work", tmp_path / "r.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    built = {}
     for extra in (["--tables-only"], ["--reuse-tables", "--methods", "clip", "negclip", "--out", str(out)]):
         run = subprocess.run([sys.executable, script, "--smoke", "--work", str(work), *extra], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+        tables = {t: t.stat().st_mtime_ns for t in work.glob("negatives_*/negatives.parquet")}
+        assert len(tables) == 2 and (not built or tables == built)  # the second run wrote no table
+        built = tables
     results = json.loads(out.read_text())["results"]
     assert results["complete"] and results["methods"] == ["negclip"] and list(results["reference"]) == ["clip"]
     assert sorted(results["train_seconds"]) == ["clip/reference", "negclip/drop", "negclip/keep"]
