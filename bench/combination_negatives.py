@@ -170,9 +170,8 @@ def main() -> None:
     if a.tables_only:
         print(f"both tables built in {work}")
         return
-    q0 = with_policy(p, "keep", work, a.steps, train_set)
-    results: dict = {"steps": a.steps, "batch_size": q0.train.batch_size, "lr": q0.train.lr, "seed": p.seed,
-                     "device": device, "negative_rules": rules, "complete": False,
+    results: dict = {"steps": a.steps, "batch_size": a.batch_size or p.train.batch_size, "lr": p.train.lr,
+                     "seed": p.seed, "device": device, "negative_rules": rules, "complete": False,
                      "methods": compared,
                      "reference": {}, "train_seconds": {},
                      "policies": {pol: {"negatives": {r: counts[pol].get(r, {}) for r in rules}, "methods": {},

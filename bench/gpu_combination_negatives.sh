@@ -10,6 +10,10 @@
 #   COMPCLIP_GIT_COMMIT=<commit> bash bench/gpu_combination_negatives.sh .gpu/cn OUTDIR 600 1800
 # Writes OUTDIR/combination_negatives_<steps>steps_gpu.json (after every model) and a log per budget.
 set -euo pipefail
+if [ $# -lt 2 ] || [ ! -f "$1/negatives_keep/summary.json" ] || [ ! -f "$1/negatives_drop/summary.json" ]; then
+  echo "usage: bash bench/gpu_combination_negatives.sh WORK OUTDIR [STEPS...]  (WORK: the tables --tables-only built)" >&2
+  exit 2
+fi
 work=$1 out=$2
 shift 2
 device=${DEVICE:-cuda} workers=${NUM_WORKERS:-4}

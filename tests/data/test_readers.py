@@ -1,8 +1,8 @@
 """Each reader on well-formed and malformed files, with the accounting identity read == kept + quarantined."""
 
 import io
-import os
 import json
+import os
 import tarfile
 from pathlib import Path
 
