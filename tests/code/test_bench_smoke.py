@@ -40,7 +40,7 @@ def test_combination_negatives_tables_built_on_one_machine_train_on_another(tmp_
     script, work, out = str(REPO / "bench" / "combination_negatives.py"), tmp_path / "work", tmp_path / "r.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     built = {}
-    for extra in (["--tables-only"], ["--reuse-tables", "--methods", "clip", "negclip", "--out", str(out)]):
+    for extra in (["--tables-only"], ["--reuse-tables", "--methods", "clip", "negclip", "hard_positive", "--out", str(out)]):
         run = subprocess.run([sys.executable, script, "--smoke", "--work", str(work), *extra], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -48,9 +48,33 @@ def test_combination_negatives_tables_built_on_one_machine_train_on_another(tmp_
         assert len(tables) == 2 and (not built or tables == built)  # the second run wrote no table
         built = tables
     results = json.loads(out.read_text())["results"]
-    assert results["complete"] and results["methods"] == ["negclip"] and list(results["reference"]) == ["clip"]
-    assert sorted(results["train_seconds"]) == ["clip/reference", "negclip/drop", "negclip/keep"]
+    assert results["complete"] and results["methods"] == ["negclip", "hard_positive"]
+    assert list(results["reference"]) == ["clip"]
+    assert sorted(results["train_seconds"]) == ["clip/reference", "hard_positive/drop", "hard_positive/keep",
+                                                "negclip/drop", "negclip/keep"]
     for policy in ("keep", "drop"):
-        assert set(results["policies"][policy]["methods"]["negclip"]) >= {"swap_obj", "swap_att"}
+        for method in ("negclip", "hard_positive"):
+            scores = results["policies"][policy]["methods"][method]
+            assert set(scores) >= {"swap_obj", "swap_att", "hard_positives"}
+            assert set(scores["hard_positives"]) == {"original", "augmented", "brittleness"}
+    assert results["policies"]["drop"]["negative_rules"]["negclip"] == ["swap_nouns", "sc_swap_att"]  # its override
     models = work / "models_3steps"
     assert not (models / "keep" / "clip").exists() and (models / "reference" / "clip" / "model.pt").is_file()
+
+
+def test_combination_negatives_one_table_shared_negatives(tmp_path):
+    """--policies drop trains on one table; --shared-negatives gives negclip hard_positive's negatives (its
+    method_overrides' rules are not read), into their own folder; brittleness is scored for every model."""
+    script, work, out = str(REPO / "bench" / "combination_negatives.py"), tmp_path / "work", tmp_path / "r.json"
+    run = subprocess.run([sys.executable, script, "--smoke", "--work", str(work), "--methods", "negclip",
+                          "hard_positive", "--policies", "drop", "--shared-negatives", "--out", str(out)],
+                         cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert list(results["policies"]) == ["drop"] and results["shared_negatives"]
+    rules = results["policies"]["drop"]["negative_rules"]
+    assert rules["negclip"] == rules["hard_positive"] == ["swap_nouns", "replace_adj", "replace_noun"]
+    assert not (work / "negatives_keep").exists()
+    assert (work / "models_3steps" / "drop_shared" / "negclip" / "model.pt").is_file()
+    assert results["policies"]["drop"]["methods"]["hard_positive"]["hard_positives"]["brittleness"]["n"] > 0
