@@ -415,7 +415,10 @@ class TuneConfig(Strict):
     max_steps: int = Field(ge=1)  # training steps per trial (from train.init_from, like `train`)
     eval_every: int = Field(ge=1)  # steps between intermediate values (the pruner's input)
     val: SugarcrepeSource  # SugarCrepe-format files of the validation split: never the test split
-    max_r1_drop: float = Field(0.05, ge=0, le=1)  # val R@1 below the starting model's by more: infeasible
+    max_r1_drop: float = Field(0.05, ge=0, le=1)  # val R@1 below the reference's by more: infeasible
+    # the R@1 reference: `start` (the starting model) or a key of `methods` fine-tuned for the same max_steps
+    # from the same start (e.g. clip: what the tuned loss costs in retrieval beyond what fine-tuning costs)
+    r1_reference: str = "start"
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_startup_trials: int = Field(2, ge=0)  # median: trials that are never pruned
     pruner_warmup_steps: int = Field(0, ge=0)  # no trial is pruned before this step (fine-tuning dips first)
@@ -526,6 +529,9 @@ class Params(Strict):
         if self.tune is not None:
             if unknown := sorted(set(self.tune.methods) - set(self.methods)):
                 raise ValueError(f"tune.methods: {unknown} are not keys of `methods` ({sorted(self.methods)})")
+            if self.tune.r1_reference != "start" and self.tune.r1_reference not in self.methods:
+                raise ValueError(f"tune.r1_reference: {self.tune.r1_reference!r} is neither `start` nor a key of "
+                                 f"`methods` ({sorted(self.methods)})")
             if Path(self.tune.val.data).resolve() == Path(self.evaluate.sugarcrepe.data).resolve():
                 raise ValueError("tune.val.data is evaluate.sugarcrepe.data: tuning must never see the test split")
         if self.train.use_tuned and self.tune is None:

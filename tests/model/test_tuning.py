@@ -13,6 +13,7 @@ import mlflow
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -51,7 +52,8 @@ def test_a_study_writes_best_params_trials_and_plots(tuned):
     for name in ("history", "importances", "parallel"):
         assert (out / "plots/ce_clip" / f"{name}.png").stat().st_size > 1000, s["plots"][name]
     assert (out / "study/study.db").is_file() and (out / "study/storage.txt").read_text().startswith("sqlite:///")
-    assert set(s["baseline"]) == {"compositional", "r1", "i2t_R@1", "t2i_R@1"}
+    assert set(s["baseline"]) == {"reference", "compositional", "r1", "i2t_R@1", "t2i_R@1"}
+    assert s["baseline"]["reference"] == p.tune.r1_reference == "start"
 
 
 def test_the_study_is_one_mlflow_run_with_a_nested_run_per_trial(tuned):
@@ -75,6 +77,29 @@ def test_a_rerun_resumes_the_finished_study_without_new_trials(tuned):
     p, summary = tuned
     again = tune(p)
     assert again["ce_clip"]["study"] == summary["ce_clip"]["study"] and again["ce_clip"]["trials"] == summary["ce_clip"]["trials"]
+
+
+def test_a_reference_method_is_fine_tuned_as_a_trial_and_each_trial_is_compared_with_it(generated, tmp_path):
+    """tune.r1_reference: clip trained for tune.max_steps from the same start is the R@1 reference; the
+    starting model's scores are kept beside it. MLflow off: the study runs without tracking."""
+    base, _ = generated
+    p = tune_params(base, tmp_path, methods=["negclip"], n_trials=1, pruner="none", r1_reference="clip")
+    p = p.model_copy(update={"mlflow": p.mlflow.model_copy(update={"enabled": False})})
+    b = tune(p)["negclip"]["baseline"]
+    assert b["reference"] == "clip" and set(b["start"]) == {"compositional", "r1", "i2t_R@1", "t2i_R@1"}
+    again = objective_module.reference_scores(p, "clip", torch.device("cpu"))  # training is deterministic
+    assert {k: b[k] for k in b["start"]} == {k: again[k] for k in b["start"]}
+    start = objective_module.starting_model(p, torch.device("cpu"))
+    assert objective_module.make_scorer(p, start, torch.device("cpu"))(start.model)["r1"] == b["start"]["r1"]
+    trial = pd.read_csv(Path(p.tune.out_dir) / "trials.csv").iloc[0]
+    assert trial["user_attrs_r1_drop"] == pytest.approx(b["r1"] - trial["user_attrs_val_r1"])
+    assert trial["constraints_r1_drop"] == pytest.approx(trial["user_attrs_r1_drop"] - p.tune.max_r1_drop)
+
+
+def test_r1_reference_must_be_start_or_a_method(world):
+    base, _ = world
+    with pytest.raises(ValueError, match="tune.r1_reference: 'nope' is neither `start` nor a key of `methods`"):
+        type(base).model_validate({**base.model_dump(by_alias=True), "tune": {**base.tune.model_dump(), "r1_reference": "nope"}})
 
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter")

@@ -18,7 +18,7 @@ from compclip.models.factory import resolve_device
 from compclip.provenance import provenance
 from compclip.training.trainer import file_digest, training_files
 from compclip.tuning import report
-from compclip.tuning.objective import TRIAL_INHERITS, Objective, make_scorer, starting_model
+from compclip.tuning.objective import TRIAL_INHERITS, Objective, make_scorer, reference_scores, starting_model
 from compclip.tuning.space import for_recipe
 from compclip.tuning.study import make_storage, open_study, optimize, storage_url, study_name
 
@@ -36,15 +36,19 @@ def identity(p: Params, method: str) -> dict:
             "model": [p.model.name, p.model.pretrained],
             "space": {k: v.model_dump() for k, v in for_recipe(t.space, recipe).items()},
             "budget": [t.max_steps, t.eval_every, t.max_r1_drop, t.pruner, t.pruner_startup_trials,
-                       t.pruner_warmup_steps],
+                       t.pruner_warmup_steps] + ([] if t.r1_reference == "start" else [t.r1_reference]),
             # the validation benchmark by content: new val files must not resume a study scored on the old ones
             "val": {f.name: file_digest(f) for f in sorted(Path(t.val.data).glob("*.json"))},
             "train": {k: str(getattr(p.train, k)) for k in TRIAL_INHERITS if k not in ("num_workers", "threads")},
             "data": {str(f): file_digest(f) for f in files}}
 
 
-def _prepare(p: Params, method: str, url: str) -> tuple[str, dict, str | None]:
-    """Create (or load) the method's study; its baseline scores and MLflow parent run live in the study."""
+SCORES = ("compositional", "r1", "i2t_R@1", "t2i_R@1")
+
+
+def _prepare(p: Params, method: str, url: str, params: Params) -> tuple[str, dict, str | None]:
+    """Create (or load) the method's study (p: params as `method` trains); its baseline scores (the starting
+    model's and, under tune.r1_reference, the reference method's) and MLflow parent run live in the study."""
     t = p.tune
     name = study_name(method, identity(p, method))
     study = open_study(name, make_storage(url, t.heartbeat_interval, t.grace_period), t, p.seed)
@@ -52,8 +56,15 @@ def _prepare(p: Params, method: str, url: str) -> tuple[str, dict, str | None]:
         device = resolve_device(p.train.device)
         start = starting_model(p, device)
         scores = make_scorer(p, start, device)(start.model)
-        study.set_user_attr("baseline", {k: scores[k] for k in ("compositional", "r1", "i2t_R@1", "t2i_R@1")})
+        baseline = {"reference": "start", **{k: scores[k] for k in SCORES}}
         log.info("%s: starting model on val: compositional %.4f, R@1 %.4f", name, scores["compositional"], scores["r1"])
+        if t.r1_reference != "start":
+            ref = reference_scores(params, t.r1_reference, device)
+            baseline = {"reference": t.r1_reference, **{k: ref[k] for k in SCORES},
+                        "start": {k: scores[k] for k in SCORES}}
+            log.info("%s: %s after %d steps on val: compositional %.4f, R@1 %.4f (the R@1 reference)", name,
+                     t.r1_reference, t.max_steps, ref["compositional"], ref["r1"])
+        study.set_user_attr("baseline", baseline)
     if "mlflow_run_id" not in study.user_attrs:
         run_id = tracking.create_run(p.mlflow, f"tune-{method}", tags={"optuna.study": name, "method": method})
         if run_id:
@@ -111,7 +122,7 @@ def tune(p: Params, workers: int | None = None, storage: str | None = None) -> d
     studies = {}
     for method in t.methods:
         q = p.for_method(method)  # trials start from the method's own settings (method_overrides)
-        name, baseline, _ = _prepare(q, method, url)
+        name, baseline, _ = _prepare(q, method, url, p)
         if workers == 1:  # an explicit storage may be shared with workers started elsewhere
             work(q, method, name, url, shared=storage is not None or t.storage is not None)
         else:
