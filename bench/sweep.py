@@ -9,7 +9,8 @@ After `make demo` (or any `dvc repro`), record what it produced without training
 
 The output file holds the full params.yaml the numbers came from (after the --set overrides), the git
 commit, versions and device, and every method's metrics (all items, seen and held-out, each with n; the
-suite's benchmarks) under `results.methods`, and the blind text-only baseline's under `results.blind`.
+suite's benchmarks) under `results.methods`, the blind text-only baseline's under `results.blind`, and, where
+those stages ran, the study's summary (`results.tune`) and the registry's decision (`results.registry`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ def main() -> None:
     blind_file = Path(params["evaluate"]["out_dir"]) / "blind" / "metrics.json"
     blind = json.loads(blind_file.read_text()) if blind_file.exists() else None
     devices = sorted({r["train"]["device"] or "unknown" for r in results.values()})
-    write_result(a.out, {"methods": results, "blind": blind}, params, ", ".join(devices))
+    # the study and the registry's decision of the same run, where its stages ran (each with its own provenance)
+    extra = {}
+    for key, (section, name) in {"tune": ("tune", "summary.json"), "registry": ("register", "decision.json")}.items():
+        f = Path(params[section]["out_dir"]) / name if params.get(section) else None
+        if f is not None and f.is_file():
+            extra[key] = json.loads(f.read_text())
+    write_result(a.out, {"methods": results, "blind": blind, **extra}, params, ", ".join(devices))
     steps = {m: r["train"]["steps"] for m, r in results.items()}
     print(f"steps per method: {steps}; device: {', '.join(devices)}")
     print(sugarcrepe_table({m: r["metrics"] for m, r in results.items()}))
