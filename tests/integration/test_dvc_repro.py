@@ -146,6 +146,10 @@ def test_dvc_repro_tiny(tmp_path):
     record = json.loads((repo / "sweep.json").read_text())
     assert set(record["results"]["methods"]) == set(methods)
     assert record["provenance"]["params"]["train"]["max_steps"] == 3
+    # the study (its R@1 reference: clip fine-tuned as long as a trial) and the registry's decision, recorded too
+    baseline = record["results"]["tune"]["ce_clip"]["baseline"]
+    assert baseline["reference"] == "clip" and "r1" in baseline["start"]
+    assert record["results"]["registry"]["status"] == decision["status"]
     assert all(r["train"]["steps"] == 3 and r["train"]["device"] == "cpu" for r in record["results"]["methods"].values())
     assert "seen combinations" in rec.stdout and re.search(r"swap_obj\s+\d+\s", rec.stdout)
     # the suite: every benchmark's headline for every method and the blind baseline, n beside each

@@ -52,8 +52,9 @@ def test_a_study_writes_best_params_trials_and_plots(tuned):
     for name in ("history", "importances", "parallel"):
         assert (out / "plots/ce_clip" / f"{name}.png").stat().st_size > 1000, s["plots"][name]
     assert (out / "study/study.db").is_file() and (out / "study/storage.txt").read_text().startswith("sqlite:///")
-    assert set(s["baseline"]) == {"reference", "compositional", "r1", "i2t_R@1", "t2i_R@1"}
-    assert s["baseline"]["reference"] == p.tune.r1_reference == "start"
+    assert s["baseline"]["reference"] == p.tune.r1_reference == "clip"  # params.yaml's
+    assert set(s["baseline"]) == {"reference", "compositional", "r1", "i2t_R@1", "t2i_R@1", "n", "r1_n", "start"}
+    assert s["baseline"]["r1_n"]["images"] > 0 and min(s["baseline"]["n"].values()) > 0
 
 
 def test_the_study_is_one_mlflow_run_with_a_nested_run_per_trial(tuned):
@@ -79,6 +80,15 @@ def test_a_rerun_resumes_the_finished_study_without_new_trials(tuned):
     assert again["ce_clip"]["study"] == summary["ce_clip"]["study"] and again["ce_clip"]["trials"] == summary["ce_clip"]["trials"]
 
 
+def test_start_as_the_reference_keeps_only_the_starting_models_scores(world, tmp_path):
+    base, _ = world
+    p = tune_params(base, tmp_path, methods=["clip"], n_trials=1, pruner="none", r1_reference="start")
+    b = tune(p)["clip"]["baseline"]
+    start = objective_module.starting_model(p, torch.device("cpu"))
+    assert b["reference"] == "start" and "start" not in b
+    assert b["r1"] == objective_module.make_scorer(p, start, torch.device("cpu"))(start.model)["r1"]
+
+
 def test_a_reference_method_is_fine_tuned_as_a_trial_and_each_trial_is_compared_with_it(generated, tmp_path):
     """tune.r1_reference: clip trained for tune.max_steps from the same start is the R@1 reference; the
     starting model's scores are kept beside it. MLflow off: the study runs without tracking."""
@@ -86,7 +96,7 @@ def test_a_reference_method_is_fine_tuned_as_a_trial_and_each_trial_is_compared_
     p = tune_params(base, tmp_path, methods=["negclip"], n_trials=1, pruner="none", r1_reference="clip")
     p = p.model_copy(update={"mlflow": p.mlflow.model_copy(update={"enabled": False})})
     b = tune(p)["negclip"]["baseline"]
-    assert b["reference"] == "clip" and set(b["start"]) == {"compositional", "r1", "i2t_R@1", "t2i_R@1"}
+    assert b["reference"] == "clip" and set(b["start"]) == {"compositional", "r1", "i2t_R@1", "t2i_R@1", "n", "r1_n"}
     again = objective_module.reference_scores(p, "clip", torch.device("cpu"))  # training is deterministic
     assert {k: b[k] for k in b["start"]} == {k: again[k] for k in b["start"]}
     start = objective_module.starting_model(p, torch.device("cpu"))

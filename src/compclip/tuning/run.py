@@ -43,7 +43,7 @@ def identity(p: Params, method: str) -> dict:
             "data": {str(f): file_digest(f) for f in files}}
 
 
-SCORES = ("compositional", "r1", "i2t_R@1", "t2i_R@1")
+SCORES = ("compositional", "r1", "i2t_R@1", "t2i_R@1", "n", "r1_n")  # n: items per validation file
 
 
 def _prepare(p: Params, method: str, url: str, params: Params) -> tuple[str, dict, str | None]:

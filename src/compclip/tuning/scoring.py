@@ -39,4 +39,5 @@ class ValidationScorer:
         r1 = (retrieval["i2t_R@1"] + retrieval["t2i_R@1"]) / 2
         return {"compositional": float(np.mean(list(per_file.values()))), "files": per_file, "r1": r1,
                 "i2t_R@1": retrieval["i2t_R@1"], "t2i_R@1": retrieval["t2i_R@1"],
-                "n": {k: len(v) for k, v in self.files.items()}}
+                "n": {k: len(v) for k, v in self.files.items()},
+                "r1_n": {"images": retrieval["images"], "captions": retrieval["captions"]}}
