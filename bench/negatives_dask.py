@@ -39,7 +39,7 @@ def run(n: int, workers: int) -> dict:
         summary = build_negatives(manifest, cfg, 0, DaskConfig(workers=workers))
         wall = time.perf_counter() - t
     ex = summary["execution"]
-    return {"captions": n, "unique": summary["unique_captions_generated"], "workers": workers, "wall_s": wall,
+    return {"captions": n, "unique": ex["unique_captions_generated"], "workers": workers, "wall_s": wall,
             **{k: ex[k] for k in PHASES}, "peak_rss_mib_per_worker": ex["peak_rss_mib_per_process"]}
 
 

@@ -45,13 +45,13 @@ def test_sharded_table_is_byte_identical(manifest, tmp_path, workers):
     sharded = run(p, path, tmp_path / "sharded", DaskConfig(workers=workers))
     for name in ("negatives.parquet", "summary.json"):
         assert digest(tmp_path / "single" / name) == digest(tmp_path / "sharded" / name), name
-    assert single["unique_captions_generated"] == sharded["unique_captions_generated"] > 0
-    assert single["cache_hits"] == sharded["cache_hits"] > 0  # the repeated real captions
+    assert single["execution"]["unique_captions_generated"] == sharded["execution"]["unique_captions_generated"] > 0
+    assert single["execution"]["cache_hits"] == sharded["execution"]["cache_hits"] > 0  # the repeated real captions
     assert len(sharded["execution"]["peak_rss_mib_per_process"]) == workers  # the work ran on the workers
 
     # one cache, whoever fills it: the in-process run over the workers' cache generates nothing
     again = run(p, path, tmp_path / "sharded", DaskConfig())
-    assert again["unique_captions_generated"] == 0
+    assert again["execution"]["unique_captions_generated"] == 0
     assert digest(tmp_path / "sharded/negatives.parquet") == digest(tmp_path / "single/negatives.parquet")
 
 

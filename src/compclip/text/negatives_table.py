@@ -315,9 +315,7 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
                         family_counts[family] += families[family]
             writer.write_table(pa.Table.from_pylist([asdict(n) for n in rows], schema=SCHEMA))
 
-    summary = {"splits": cfg.splits, "captions": total_kept,
-               "unique_captions_generated": work["unique_captions_generated"], "cache_hits": work["cache_hits"],
-               "filler": filler_key.split("|")[0],
+    summary = {"splits": cfg.splits, "captions": total_kept, "filler": filler_key.split("|")[0],
                "coverage": {rule: {"neg_type": type_of[rule], "valid": c["valid"],
                                    "placeholder": c["placeholder"],
                                    "fraction": round(c["valid"] / max(1, c["valid"] + c["placeholder"]), 4)}
@@ -335,4 +333,6 @@ def build_negatives(manifest: Path, cfg: NegativesConfig, seed: int, dask: DaskC
     phases = dict(zip(("engine_start_s", "lexicon_s", "generate_s", "engine_stop_s", "write_s"),
                       (round(b - a, 3) for a, b in zip(list(clock.values()), list(clock.values())[1:]))))
     return {**summary, "execution": {"dask": dask.model_dump(), **phases,
+                                     "unique_captions_generated": work["unique_captions_generated"],
+                                     "cache_hits": work["cache_hits"],  # a warm cache must not change summary.json
                                      "peak_rss_mib_per_process": work["peak_rss_mib_per_process"]}}
