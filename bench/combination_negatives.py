@@ -59,8 +59,8 @@ def with_policy(p: Params, policy: str, work: Path, steps: int, train: dict | No
     return p.model_copy(update={"negatives": neg, "train": tr, "mlflow": p.mlflow.model_copy(update={"enabled": False})})
 
 
-def build_tables(p: Params, work: Path, reuse: bool, policies=POLICIES) -> dict[str, dict]:
-    """Both tables' per-rule counts of dropped negatives. reuse: read the summaries of tables an earlier
+def build_tables(p: Params, work: Path, reuse: bool, policies: tuple[str, ...] = POLICIES) -> dict[str, dict]:
+    """Each policy's table's per-rule counts of dropped negatives. reuse: read the summaries of tables an earlier
     --tables-only run built into work (this machine may lack spaCy); else build them (spaCy)."""
     counts = {}
     for policy in policies:
