@@ -230,7 +230,7 @@ def main() -> None:
     results: dict = {"steps": a.steps, "batch_size": a.batch_size or p.train.batch_size, "lr": p.train.lr,
                      "seed": p.seed, "device": device, "negative_rules": rules, "complete": False,
                      "methods": compared, "shared_negatives": a.shared_negatives,
-                     "hard_positive_items": str(hard_positive_file(p)) if hard_positive_file(p) else None,
+                     "hard_positive_items": str(items) if (items := hard_positive_file(p)) else None,
                      "reference": {}, "train_seconds": {},
                      "policies": {pol: {"negatives": {r: counts[pol].get(r, {}) for r in rules}, "methods": {},
                                         "negative_rules": {}} for pol in a.policies}}
