@@ -20,6 +20,12 @@ Also measured: the trainer's text setup (every caption and negative tokenized, a
 context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
 from the disk cache, warm).
 
+And the step's other half, loading its batch: the trainer's own loader (TrainingItems, StepBatches,
+collate) over the demo's training rows for the demo's first --load-steps steps (train.max_steps), every
+image decoded every time (as it was) and with the in-memory image cache (training.data.PreprocessedImages,
+empty at the start, as a stage starts), alternating, --load-rounds rounds, medians. "trainer step" adds it
+to the step: before = decode every time + "before", after = cache + "after".
+
   python bench/step_speedups.py [--rounds N] [--out FILE.json]      # after `make demo` (or dvc repro negatives)
   python bench/step_speedups.py --smoke                            # seconds: the micro model, made-up texts
 """
@@ -71,6 +77,48 @@ def demo_texts(p, smoke: bool) -> tuple[list[str], list[list[str]], np.ndarray]:
     return rows["caption"].tolist(), texts, valid.numpy()
 
 
+def training_rows(p, smoke: bool, folder: Path):
+    """The demo's training rows (manifest, split train); in --smoke, 12 made-up images, 3 captions each."""
+    import pandas as pd
+
+    from compclip.data.manifest import load_split
+
+    if not smoke:
+        return load_split(Path(p.ingest.out_dir) / "manifest.parquet", "train")
+    from PIL import Image
+
+    rng, rows = np.random.default_rng(0), []
+    for i in range(12):
+        path = folder / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        rows += [{"image_path": str(path), "caption": f"shape {i} caption {j}", "bbox_x": np.nan, "bbox_y": np.nan,
+                  "bbox_w": np.nan, "bbox_h": np.nan} for j in range(3)]
+    return pd.DataFrame(rows)
+
+
+def load_seconds(rows, bundle, batch: int, steps: int, seed: int, cache_mb: int) -> tuple[float, dict]:
+    """Seconds the trainer's loader takes to produce the batches of steps 0..steps-1 (pairs only: images and
+    captions; the negatives are token rows already in memory), from an empty image cache of cache_mb."""
+    from functools import partial
+
+    from torch.utils.data import DataLoader
+
+    from compclip.training.data import BatchPlan, PreprocessedImages, StepBatches, TrainingItems, collate
+
+    images = PreprocessedImages(cache_mb * 2**20)
+    items = TrainingItems(rows, bundle.preprocess, bundle.tokenizer, images=images)
+    done, epoch = 0, 0
+    start = time.perf_counter()
+    while done < steps:
+        sampler = StepBatches(len(rows), batch, seed, epoch)
+        for _ in DataLoader(items, batch_sampler=sampler, collate_fn=partial(collate, plan=BatchPlan(batch))):
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+    return time.perf_counter() - start, {"decoded": images.misses, "from_memory": images.hits}
+
+
 def setup_as_it_was(tokenizer, texts: list[str]) -> None:
     """The trainer's text setup before text.tokens: the context check tokenized every text whose bytes could
     exceed the context again, without the cut, then every text was tokenized for training."""
@@ -105,6 +153,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--setup-rounds", type=int, default=3)
     ap.add_argument("--matmul", type=int, default=1024)
+    ap.add_argument("--load-steps", type=int, default=None, help="steps of batch loading timed (default: train.max_steps)")
+    ap.add_argument("--load-rounds", type=int, default=3)
     ap.add_argument("--candidates", nargs="*", default=["contiguous", "compile"],
                     choices=["contiguous", "compile"], help="changes to measure on top of 'after' (none: --candidates)")
     ap.add_argument("--out", help="also write the results with their provenance to this JSON file")
@@ -113,7 +163,9 @@ def main() -> None:
     p = load_params()
     a.model, a.batch = a.model or p.model.name, a.batch or p.train.batch_size
     if a.smoke:
-        a.model, a.batch, a.rounds, a.setup_rounds, a.matmul = "compclip-micro", 8, 1, 1, 64
+        a.model, a.batch, a.rounds, a.setup_rounds, a.matmul, a.load_steps, a.load_rounds = \
+            "compclip-micro", 8, 1, 1, 64, 6, 1
+    a.load_steps = a.load_steps or p.train.max_steps
     captions, negatives, valid = demo_texts(p, a.smoke)
 
     torch.manual_seed(0)
@@ -217,6 +269,32 @@ def main() -> None:
     print(f"  text setup, {len(texts)} texts ({len(set(texts))} distinct), {a.setup_rounds} rounds: "
           f"as it was {med['old']:.1f} s, once per distinct text {med['cold']:.1f} s ({med['old'] / med['cold']:.1f}x), "
           f"from the disk cache {med['warm']:.2f} s ({med['old'] / med['warm']:.0f}x)")
+    # the step's batch: decoded every time (as it was) and through the image cache, alternating
+    with tempfile.TemporaryDirectory() as folder:
+        rows = training_rows(p, a.smoke, Path(folder))
+        loads = {0: [], p.train.image_cache_mb: []}
+        for _ in range(a.load_rounds):
+            for mb in loads:
+                loads[mb].append(load_seconds(rows, after, a.batch, a.load_steps, p.seed, mb))
+    per_step = {mb: statistics.median(s for s, _ in runs) / a.load_steps for mb, runs in loads.items()}
+    cached = loads[p.train.image_cache_mb][0][1]
+    results["load"] = {"steps": a.load_steps, "rounds": a.load_rounds, "rows": len(rows),
+                       "image_cache_mb": p.train.image_cache_mb, **cached,
+                       "as_it_was_s_per_step": per_step[0], "cache_s_per_step": per_step[p.train.image_cache_mb],
+                       "speedup": per_step[0] / per_step[p.train.image_cache_mb]}
+    print(f"  batch loading, the demo's first {a.load_steps} steps of {a.batch} pairs ({len(rows)} training rows), "
+          f"{a.load_rounds} rounds: {per_step[0] * 1e3:.1f} ms/step decoding every image, "
+          f"{per_step[p.train.image_cache_mb] * 1e3:.1f} ms/step with the image cache "
+          f"({cached['decoded']} decoded, {cached['from_memory']} from memory; "
+          f"{results['load']['speedup']:.1f}x)")
+    print("  trainer step = batch loading + step:")
+    print(f"  {'method':<10} {'before ms':>10} {'after ms':>9} {'speedup':>8}")
+    for method in METHODS:
+        row = results["methods"][method]
+        before = row["before"]["step_s_median"] + per_step[0]
+        after_ = row["after"]["step_s_median"] + per_step[p.train.image_cache_mb]
+        row["trainer_step"] = {"before_s": before, "after_s": after_, "speedup": before / after_}
+        print(f"  {method:<10} {before * 1e3:10.0f} {after_ * 1e3:9.0f} {before / after_:7.2f}x")
     if a.out:
         write_result(a.out, results, vars(a))
 

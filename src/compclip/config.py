@@ -264,7 +264,7 @@ class ModelConfig(Strict):
 
 # TrainConfig keys that change how a run executes, never what it computes: not DVC params of the stages
 # (changing them must not retrain) and not part of the resume fingerprint.
-EXECUTION_ONLY = ("resume", "checkpoint_every_steps", "num_workers", "threads")
+EXECUTION_ONLY = ("resume", "checkpoint_every_steps", "num_workers", "threads", "image_cache_mb")
 
 
 class TrainConfig(Strict):
@@ -289,6 +289,9 @@ class TrainConfig(Strict):
     resume: str | None = "latest"  # "latest", a checkpoint path, or null
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
+    # preprocessed training images kept in memory (training.data.PreprocessedImages): each is decoded once
+    # per process instead of once per caption and epoch; 0 decodes every time
+    image_cache_mb: int = Field(1024, ge=0)
     # captions, negatives and positives longer than the model's text context: "truncate" (open_clip cuts
     # them; counted in summary.json and MLflow) or "skip" (the caption's row, or that negative/positive, is
     # left out; counted too)

@@ -97,3 +97,26 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(world, unint
     resumed = train(p, "clip")
     assert resumed["steps"] == ref["steps"]
     assert same(weights(Path(p.train.out_dir) / "clip" / "model.pt"), weights(Path(p_ref.train.out_dir) / "clip" / "model.pt"))
+
+
+def test_the_image_cache_changes_nothing_but_how_often_images_are_decoded(world, uninterrupted, tmp_path):
+    """Training with every image decoded every time (image_cache_mb: 0) and with the images served from
+    memory gives the same weights; the cached run decodes each distinct image at most once."""
+    from compclip.data.manifest import load_split
+    from compclip.training.data import shared_images
+
+    base, manifest = world
+    p_ref, _ = uninterrupted
+    cold = run_params(base, tmp_path / "no_cache", image_cache_mb=0)
+    cache = shared_images(0)
+    hits, misses = cache.hits, cache.misses
+    train(cold, "clip")
+    assert not cache.tensors and cache.hits == hits
+    hits, misses = cache.hits, cache.misses
+    warm = run_params(base, tmp_path / "cache")
+    train(warm, "clip")
+    images = len(load_split(manifest, "train")[["image_path", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]].drop_duplicates())
+    assert 0 < cache.misses - misses <= images and cache.hits > hits
+    reference = weights(Path(p_ref.train.out_dir) / "clip" / "model.pt")
+    for p in (cold, warm):
+        assert same(weights(Path(p.train.out_dir) / "clip" / "model.pt"), reference)

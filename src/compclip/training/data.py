@@ -142,12 +142,63 @@ class ConceptGroups:
         return out
 
 
+class PreprocessedImages:
+    """Training images decoded and preprocessed once per process, kept in memory up to a byte budget.
+
+    A training image comes back many times: once per caption (the shapes world and COCO have 3 to 5) and
+    once per epoch, and decoding it again gives the same tensor, since the transform is open_clip's
+    deterministic one (resize, crop, normalize). Past the budget new images are not kept; a real data set
+    far larger than memory reads from disk as before. One instance serves every run of a process (the
+    tune stage's trials, the pretrain then fine-tune of a test), keyed by the transform too. The loader's
+    worker processes (train.num_workers) each keep their own."""
+
+    def __init__(self, budget_bytes: int = 0):
+        self.budget_bytes, self.used_bytes = budget_bytes, 0
+        self.tensors: dict[tuple[str, str], torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple[str, str], make) -> torch.Tensor:
+        found = self.tensors.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        tensor = make()
+        size = tensor.numel() * tensor.element_size()
+        if self.used_bytes + size <= self.budget_bytes:
+            self.tensors[key] = tensor
+            self.used_bytes += size
+        return tensor
+
+
+_SHARED = PreprocessedImages()
+
+
+def shared_images(budget_mb: int) -> PreprocessedImages:
+    """The process's image cache with a budget of budget_mb; a smaller budget than it holds empties it
+    (0: every image is decoded every time)."""
+    _SHARED.budget_bytes = budget_mb * 2**20
+    if _SHARED.used_bytes > _SHARED.budget_bytes:
+        _SHARED.tensors.clear()
+        _SHARED.used_bytes = 0
+    return _SHARED
+
+
+def _image_key(row) -> str:
+    box = "" if isinstance(row.bbox_x, float) and math.isnan(row.bbox_x) else \
+        f"|{row.bbox_x}|{row.bbox_y}|{row.bbox_w}|{row.bbox_h}"
+    return f"{row.image_path}{box}"
+
+
 class TrainingItems(Dataset):
     """Keys are ("pair", row) or ("group", row): a pair brings its negatives and positive when loaded."""
 
-    def __init__(self, rows: pd.DataFrame, preprocess, tokenizer, negatives=None, positives=None):
+    def __init__(self, rows: pd.DataFrame, preprocess, tokenizer, negatives=None, positives=None,
+                 images: PreprocessedImages | None = None):
         self.rows = list(rows.itertuples(index=False))
         self.preprocess = preprocess
+        self.images = images or PreprocessedImages()
+        self._transform = repr(preprocess)  # part of the cache key: another model's transform is another tensor
         self.tokens = tokenize(tokenizer, rows["caption"].tolist())[0]
         self.neg_tokens = self.neg_mask = self.pos_tokens = self.pos_mask = None
         if negatives is not None:
@@ -163,7 +214,9 @@ class TrainingItems(Dataset):
 
     def __getitem__(self, key: tuple[str, int]) -> dict:
         kind, i = key
-        item = {"kind": kind, "image": self.preprocess(load_image(self.rows[i])), "text": self.tokens[i]}
+        row = self.rows[i]
+        image = self.images.get((self._transform, _image_key(row)), lambda: self.preprocess(load_image(row)))
+        item = {"kind": kind, "image": image, "text": self.tokens[i]}
         if kind == "pair" and self.neg_tokens is not None:
             item |= {"neg_text": self.neg_tokens[i], "neg_mask": self.neg_mask[i]}
         if kind == "pair" and self.pos_tokens is not None:

@@ -27,7 +27,7 @@ from compclip.models.checkpoint import checkpoints_newest_first, load_checkpoint
 from compclip.models.factory import batchnorm_layers, create, resolve_device
 from compclip.training import distributed
 from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, fit_to_context,
-                                    negative_texts, positive_texts)
+                                    negative_texts, positive_texts, shared_images)
 from compclip.training.optim import adamw, param_groups, warmup_cosine
 from compclip.training.step import forward_backward
 
@@ -178,7 +178,8 @@ def _training_data(p: Params, cfg: TrainConfig, needs: set[str], rows, bundle, s
                                                          cfg.long_captions)
     if files["groups"]:
         groups = ConceptGroups.load(files["groups"][0].parent, rows, seed)
-    items = TrainingItems(rows, bundle.preprocess, bundle.tokenizer, negatives, positives)
+    items = TrainingItems(rows, bundle.preprocess, bundle.tokenizer, negatives, positives,
+                          shared_images(cfg.image_cache_mb))
     return rows, items, groups, [file_digest(f) for f in sum(files.values(), [])], context
 
 

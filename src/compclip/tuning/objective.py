@@ -23,7 +23,8 @@ from compclip.tuning.space import for_recipe, split_values, suggest
 # What a trial takes from params.yaml `train` (the tuned train.* keys replace theirs); its budget, output
 # folder and checkpointing are the tune stage's own.
 TRIAL_INHERITS = ("init_from", "batch_size", "accum_steps", "lr", "weight_decay", "beta1", "beta2", "eps",
-                  "warmup_steps", "grad_clip_norm", "precision", "device", "long_captions", "num_workers", "threads")
+                  "warmup_steps", "grad_clip_norm", "precision", "device", "long_captions", "num_workers", "threads",
+                  "image_cache_mb")
 
 
 def trial_config(train_cfg: TrainConfig, tune: TuneConfig, out_dir: Path, train_values: dict) -> TrainConfig:

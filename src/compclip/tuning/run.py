@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from compclip import tracking
-from compclip.config import TRACE_ENV, Params
+from compclip.config import EXECUTION_ONLY, TRACE_ENV, Params
 from compclip.errors import UserError
 from compclip.losses import build_loss, settings
 from compclip.models.factory import resolve_device
@@ -39,7 +39,7 @@ def identity(p: Params, method: str) -> dict:
                        t.pruner_warmup_steps] + ([] if t.r1_reference == "start" else [t.r1_reference]),
             # the validation benchmark by content: new val files must not resume a study scored on the old ones
             "val": {f.name: file_digest(f) for f in sorted(Path(t.val.data).glob("*.json"))},
-            "train": {k: str(getattr(p.train, k)) for k in TRIAL_INHERITS if k not in ("num_workers", "threads")},
+            "train": {k: str(getattr(p.train, k)) for k in TRIAL_INHERITS if k not in EXECUTION_ONLY},
             "data": {str(f): file_digest(f) for f in files}}
 
 
