@@ -3,6 +3,9 @@
 import json
 import logging
 import sys
+import time
+
+STARTED = time.monotonic()  # `python -m stages.<name>` imports this package first: the stage's start
 
 
 def run(fn) -> None:
@@ -20,3 +23,5 @@ def run(fn) -> None:
         raise SystemExit(1) from None
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
+    # the command's own share of the stage (imports included); the rest of DVC's is DVC's (bench/demo_time.py)
+    print(f"[compclip] stage command took {time.monotonic() - STARTED:.1f} s", file=sys.stderr)
