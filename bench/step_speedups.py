@@ -166,6 +166,8 @@ def main() -> None:
         a.model, a.batch, a.rounds, a.setup_rounds, a.matmul, a.load_steps, a.load_rounds = \
             "compclip-micro", 8, 1, 1, 64, 6, 1
     a.load_steps = a.load_steps or p.train.max_steps
+    if not p.train.image_cache_mb:
+        raise SystemExit("params.yaml train.image_cache_mb is 0: there is no image cache to time against decoding")
     captions, negatives, valid = demo_texts(p, a.smoke)
 
     torch.manual_seed(0)

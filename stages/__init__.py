@@ -23,5 +23,6 @@ def run(fn) -> None:
         raise SystemExit(1) from None
     if isinstance(result, dict):
         print(json.dumps(result, indent=2, default=str))
-    # the command's own share of the stage (imports included); the rest of DVC's is DVC's (bench/demo_time.py)
+    # the command's own share of the stage, imports included; the rest of its time in `dvc repro` is DVC's
+    # (bench/demo_time.py splits the two)
     print(f"[compclip] stage command took {time.monotonic() - STARTED:.1f} s", file=sys.stderr)
