@@ -7,6 +7,7 @@ the batches an uninterrupted one would.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,20 @@ from compclip.text.context import context_length
 from compclip.text.tokens import tokenize
 
 
+def crop_box(row) -> tuple[float, float, float, float] | None:
+    """The row's box (x, y, w, h) when it has one (Visual Genome regions), else None: the whole image."""
+    if isinstance(row.bbox_x, float) and math.isnan(row.bbox_x):
+        return None
+    return row.bbox_x, row.bbox_y, row.bbox_w, row.bbox_h
+
+
 def load_image(row) -> Image.Image:
-    """The row's image, cropped to its box when it has one (Visual Genome regions)."""
+    """The row's image, cropped to its box when it has one."""
     img = open_image(row.image_path)
-    if not (isinstance(row.bbox_x, float) and math.isnan(row.bbox_x)):
-        img = img.crop((row.bbox_x, row.bbox_y, row.bbox_x + row.bbox_w, row.bbox_y + row.bbox_h))
+    box = crop_box(row)
+    if box is not None:
+        x, y, w, h = box
+        img = img.crop((x, y, x + w, y + h))
     return img
 
 
@@ -154,10 +164,10 @@ class PreprocessedImages:
 
     def __init__(self, budget_bytes: int = 0):
         self.budget_bytes, self.used_bytes = budget_bytes, 0
-        self.tensors: dict[tuple[str, str], torch.Tensor] = {}
+        self.tensors: dict[Hashable, torch.Tensor] = {}
         self.hits = self.misses = 0
 
-    def get(self, key: tuple[str, str], make) -> torch.Tensor:
+    def get(self, key: Hashable, make) -> torch.Tensor:
         found = self.tensors.get(key)
         if found is not None:
             self.hits += 1
@@ -182,12 +192,6 @@ def shared_images(budget_mb: int) -> PreprocessedImages:
         _SHARED.tensors.clear()
         _SHARED.used_bytes = 0
     return _SHARED
-
-
-def _image_key(row) -> str:
-    box = "" if isinstance(row.bbox_x, float) and math.isnan(row.bbox_x) else \
-        f"|{row.bbox_x}|{row.bbox_y}|{row.bbox_w}|{row.bbox_h}"
-    return f"{row.image_path}{box}"
 
 
 class TrainingItems(Dataset):
@@ -215,7 +219,8 @@ class TrainingItems(Dataset):
     def __getitem__(self, key: tuple[str, int]) -> dict:
         kind, i = key
         row = self.rows[i]
-        image = self.images.get((self._transform, _image_key(row)), lambda: self.preprocess(load_image(row)))
+        image = self.images.get((self._transform, row.image_path, crop_box(row)),
+                                lambda: self.preprocess(load_image(row)))
         item = {"kind": kind, "image": image, "text": self.tokens[i]}
         if kind == "pair" and self.neg_tokens is not None:
             item |= {"neg_text": self.neg_tokens[i], "neg_mask": self.neg_mask[i]}
