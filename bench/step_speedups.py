@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing as mp
+import resource
 import statistics
 import tempfile
 import time
@@ -43,6 +45,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from compclip.allocator import keep_freed_memory
 from compclip.config import load_params
 from compclip.losses import build_loss
 from compclip.models.factory import create
@@ -146,6 +149,93 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def build_cases(a, p, variants: set[str]) -> tuple[dict, dict, object]:
+    """(method, variant) -> (model, loss, batch, optimizer) for the given variants, every model from the same
+    weights (seed 0: the same in every process); the batch's facts; the "after" model's bundle."""
+    captions, negatives, valid = demo_texts(p, a.smoke)
+    torch.manual_seed(0)
+    before = create(a.model, fit_text=False, channels_last=False)
+    after = create(a.model)
+    after.model.load_state_dict(before.model.state_dict())
+    tokenizer = before.tokenizer
+
+    # one batch of real captions and negatives (the trainer's tensors), random pixels
+    pick = np.random.default_rng(p.seed).choice(len(captions), a.batch, replace=False)
+    k = len(p.loss.negative_rules)
+    size = before.model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    batch = {"image": torch.randn(a.batch, 3, size, size, generator=torch.Generator().manual_seed(0)),
+             "text": tokenizer([captions[i] for i in pick]),
+             "neg_text": tokenizer([t for i in pick for t in negatives[i]]).reshape(a.batch, k, -1),
+             "neg_mask": torch.from_numpy(valid[pick])}
+    facts = {"negatives_per_caption": k, "caption_tokens_median": float(batch["text"].argmax(-1).float().median() + 1),
+             "context_length": batch["text"].shape[1]}
+
+    models = {"before": before.model, "after": after.model,
+              **candidates(a.model, after.model, [v for v in a.candidates if v in variants])}
+    cases = {}
+    for method in METHODS:
+        loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
+        needs = {"image", "text"} | ({"neg_text", "neg_mask"} if "negatives" in loss.needs else set())
+        data = {key: v for key, v in batch.items() if key in needs}
+        for variant in variants:
+            model = models[variant]
+            opt = torch.optim.AdamW(param_groups(model, p.train.weight_decay), lr=1e-5, fused=variant != "before")
+            cases[method, variant] = (model, loss, data, opt)
+    return cases, facts, after
+
+
+def step(case) -> None:
+    model, loss, data, opt = case
+    opt.zero_grad(set_to_none=True)
+    forward_backward(model, loss, data, skip_invalid=loss.skips_invalid)
+    opt.step()
+    loss.end_step()
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def serve(conn, a, allocator: str, variants: set[str]) -> None:
+    """One process per malloc setting (glibc's defaults, or compclip.allocator's, which cannot be undone in a
+    process): builds its cases, then does what the parent asks, one request at a time, while the other waits."""
+    kept = keep_freed_memory() if allocator == "kept" else False
+    p = load_params()
+    cases, facts, bundle = build_cases(a, p, variants)
+    conn.send({"kept": kept, **facts})
+    with tempfile.TemporaryDirectory() as folder:
+        rows = training_rows(p, a.smoke, Path(folder))
+        while (req := conn.recv()) is not None:
+            if req[0] == "flops":
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    step(cases[req[1]])
+                conn.send(counter.get_total_flops())
+            elif req[0] == "step":  # seconds and minor page faults of one step
+                faults = minor_faults()
+                conn.send((timed(lambda: step(cases[req[1]])), minor_faults() - faults))
+            elif req[0] == "load":
+                conn.send((len(rows), *load_seconds(rows, bundle, a.batch, a.load_steps, p.seed, req[1])))
+
+
+class Worker:
+    def __init__(self, a, allocator: str, variants: set[str]):
+        ctx = mp.get_context("spawn")  # a fresh interpreter: its malloc as the setting leaves it
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(child, a, allocator, variants), daemon=True)
+        self.process.start()
+        self.facts = self.conn.recv()
+
+    def ask(self, *request):
+        self.conn.send(request)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="default: params.yaml model.name")
@@ -168,82 +258,54 @@ def main() -> None:
     a.load_steps = a.load_steps or p.train.max_steps
     if not p.train.image_cache_mb:
         raise SystemExit("params.yaml train.image_cache_mb is 0: there is no image cache to time against decoding")
-    captions, negatives, valid = demo_texts(p, a.smoke)
 
-    torch.manual_seed(0)
-    before = create(a.model, fit_text=False, channels_last=False)
-    after = create(a.model)
-    after.model.load_state_dict(before.model.state_dict())
-    tokenizer = before.tokenizer
-
-    # one batch of real captions and negatives (the trainer's tensors), random pixels
-    pick = np.random.default_rng(p.seed).choice(len(captions), a.batch, replace=False)
-    k = len(p.loss.negative_rules)
-    size = before.model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    batch = {"image": torch.randn(a.batch, 3, size, size, generator=torch.Generator().manual_seed(0)),
-             "text": tokenizer([captions[i] for i in pick]),
-             "neg_text": tokenizer([t for i in pick for t in negatives[i]]).reshape(a.batch, k, -1),
-             "neg_mask": torch.from_numpy(valid[pick])}
-    ends = batch["text"].argmax(-1)
-
-    models = {"before": before.model, "after": after.model, **candidates(a.model, after.model, a.candidates)}
-    cases = {}
-    for method in METHODS:
-        loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
-        needs = {"image", "text"} | ({"neg_text", "neg_mask"} if "negatives" in loss.needs else set())
-        data = {key: v for key, v in batch.items() if key in needs}
-        for variant, model in models.items():
-            groups = param_groups(model, p.train.weight_decay)
-            opt = torch.optim.AdamW(groups, lr=1e-5, fused=variant != "before")
-            cases[method, variant] = (model, loss, data, opt)
-
-    def step(case):
-        model, loss, data, opt = case
-        opt.zero_grad(set_to_none=True)
-        forward_backward(model, loss, data, skip_invalid=loss.skips_invalid)
-        opt.step()
-        loss.end_step()
-
-    flops = {}
-    for key, case in cases.items():
-        if key[1] in ("before", "after"):
-            counter = FlopCounterMode(display=False)
-            with counter:
-                step(case)
-            flops[key] = counter.get_total_flops()
+    # "before" as it was: glibc's malloc defaults; "after" and the candidates as the stages run now
+    workers = {"glibc": Worker(a, "glibc", {"before"}), "kept": Worker(a, "kept", {"after", *a.candidates})}
+    allocator = {"before": "glibc", "after": "kept", **{c: "kept" for c in a.candidates}}
+    variants = list(allocator)
+    flops = {(m, v): workers[allocator[v]].ask("flops", (m, v)) for m in METHODS for v in ("before", "after")}
+    # the peak: a square fp32 matmul into a preallocated output, timed here between the rounds
     x, y = torch.randn(a.matmul, a.matmul), torch.randn(a.matmul, a.matmul)
-    mm_flops = 2 * a.matmul ** 3
+    z, mm_flops = torch.empty(a.matmul, a.matmul), 2 * a.matmul ** 3
 
-    warmup_s = {key: timed(lambda: step(case)) for key, case in cases.items()}  # compile happens here
-    times = {key: [] for key in cases}
-    mm = []
+    keys = [(m, v) for m in METHODS for v in variants]
+    warmup_s = {key: workers[allocator[key[1]]].ask("step", key)[0] for key in keys}  # compile happens here
+    times, faults, mm = {key: [] for key in keys}, {key: [] for key in keys}, []
     for _ in range(a.rounds):
-        for key, case in cases.items():
-            times[key].append(timed(lambda: step(case)))
-        mm.append(timed(lambda: [torch.mm(x, y) for _ in range(10)]) / 10)
+        for key in keys:
+            seconds, page_faults = workers[allocator[key[1]]].ask("step", key)
+            times[key].append(seconds)
+            faults[key].append(page_faults)
+        mm.append(timed(lambda: [torch.mm(x, y, out=z) for _ in range(10)]) / 10)
     peak = mm_flops / statistics.median(mm)
 
-    results = {"batch": a.batch, "negatives_per_caption": k, "model": a.model,
-               "caption_tokens_median": float(ends.float().median() + 1), "context_length": batch["text"].shape[1],
-               "matmul_gflops": peak / 1e9, "methods": {}}
-    print(f"model {a.model}, batch {a.batch} pairs (+{k} negatives each), {torch.get_num_threads()} threads, "
-          f"{a.rounds} interleaved rounds, medians; caption tokens median {results['caption_tokens_median']:.0f} "
-          f"of a {results['context_length']}-token context; fp32 matmul {peak / 1e9:.1f} GFLOP/s")
+    facts = workers["kept"].facts
+    results = {"batch": a.batch, "model": a.model, "matmul_gflops": peak / 1e9,
+               "negatives_per_caption": facts["negatives_per_caption"],
+               "caption_tokens_median": facts["caption_tokens_median"], "context_length": facts["context_length"],
+               "allocator": {"before": "glibc defaults", "after": "compclip.allocator.keep_freed_memory",
+                             "after_settings_accepted": facts["kept"]},
+               "methods": {}}
+    print(f"model {a.model}, batch {a.batch} pairs (+{results['negatives_per_caption']} negatives each), "
+          f"{torch.get_num_threads()} threads, {a.rounds} interleaved rounds, medians; caption tokens median "
+          f"{results['caption_tokens_median']:.0f} of a {results['context_length']}-token context; fp32 matmul "
+          f"{peak / 1e9:.1f} GFLOP/s; before in a process with glibc's malloc defaults, after in one with "
+          f"compclip.allocator's (accepted: {facts['kept']})")
     print(f"  {'method':<10} {'before ms':>10} {'after ms':>9} {'speedup':>8} {'per round, IQR':>15} "
-          f"{'ratio before':>13} {'ratio after':>12}")
+          f"{'ratio before':>13} {'ratio after':>12} {'page faults/step':>17}")
     for method in METHODS:
         row = {}
         for variant in ("before", "after"):
             s = statistics.median(times[method, variant])
             row[variant] = {"step_s_median": s, "gflop": flops[method, variant] / 1e9,
-                            "flops_ratio": flops[method, variant] / s / peak}
+                            "flops_ratio": flops[method, variant] / s / peak,
+                            "minor_page_faults_median": statistics.median(faults[method, variant])}
         row["speedup"] = row["before"]["step_s_median"] / row["after"]["step_s_median"]
         per_round = np.array(times[method, "before"]) / np.array(times[method, "after"])
         row["speedup_per_round"] = {"median": float(np.median(per_round)), "q1": float(np.quantile(per_round, 0.25)),
                                     "q3": float(np.quantile(per_round, 0.75)), "min": float(per_round.min()),
                                     "max": float(per_round.max())}
-        for variant in models.keys() - {"before", "after"}:
+        for variant in a.candidates:
             s = statistics.median(times[method, variant])
             row[variant] = {"step_s_median": s, "first_step_s": warmup_s[method, variant],
                             "speedup_over_after": row["after"]["step_s_median"] / s,
@@ -251,11 +313,14 @@ def main() -> None:
         results["methods"][method] = row
         print(f"  {method:<10} {row['before']['step_s_median'] * 1e3:10.0f} {row['after']['step_s_median'] * 1e3:9.0f} "
               f"{row['speedup']:7.2f}x {row['speedup_per_round']['q1']:7.2f}-{row['speedup_per_round']['q3']:.2f}x "
-              f"{row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f}"
+              f"{row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f} "
+              f"{row['before']['minor_page_faults_median']:8.0f} -> {row['after']['minor_page_faults_median']:.0f}"
               + "".join(f"   {v} {row[v]['step_s_median'] * 1e3:.0f} ms ({row[v]['speedup_over_after']:.2f}x after)"
-                        for v in sorted(models.keys() - {"before", "after"})))
+                        for v in a.candidates))
 
     # the trainer's text setup: all captions and negatives, tokenized and checked against the context
+    captions, negatives, _ = demo_texts(p, a.smoke)
+    tokenizer = create(a.model).tokenizer
     texts = captions + [t for row in negatives for t in row]
     setup = {"old": [], "cold": [], "warm": []}
     for _ in range(a.setup_rounds):
@@ -271,20 +336,21 @@ def main() -> None:
     print(f"  text setup, {len(texts)} texts ({len(set(texts))} distinct), {a.setup_rounds} rounds: "
           f"as it was {med['old']:.1f} s, once per distinct text {med['cold']:.1f} s ({med['old'] / med['cold']:.1f}x), "
           f"from the disk cache {med['warm']:.2f} s ({med['old'] / med['warm']:.0f}x)")
-    # the step's batch: decoded every time (as it was) and through the image cache, alternating
-    with tempfile.TemporaryDirectory() as folder:
-        rows = training_rows(p, a.smoke, Path(folder))
-        loads = {0: [], p.train.image_cache_mb: []}
-        for _ in range(a.load_rounds):
-            for mb in loads:
-                loads[mb].append(load_seconds(rows, after, a.batch, a.load_steps, p.seed, mb))
-    per_step = {mb: statistics.median(s for s, _ in runs) / a.load_steps for mb, runs in loads.items()}
-    cached = loads[p.train.image_cache_mb][0][1]
-    results["load"] = {"steps": a.load_steps, "rounds": a.load_rounds, "rows": len(rows),
+    # the step's batch: decoded every time (as it was, glibc's defaults) and through the image cache (now),
+    # alternating
+    loads = {0: [], p.train.image_cache_mb: []}
+    for _ in range(a.load_rounds):
+        for mb in loads:
+            loads[mb].append(workers["glibc" if mb == 0 else "kept"].ask("load", mb))
+    for worker in workers.values():
+        worker.close()
+    per_step = {mb: statistics.median(s for _, s, _ in runs) / a.load_steps for mb, runs in loads.items()}
+    n_rows, _, cached = loads[p.train.image_cache_mb][0]
+    results["load"] = {"steps": a.load_steps, "rounds": a.load_rounds, "rows": n_rows,
                        "image_cache_mb": p.train.image_cache_mb, **cached,
                        "as_it_was_s_per_step": per_step[0], "cache_s_per_step": per_step[p.train.image_cache_mb],
                        "speedup": per_step[0] / per_step[p.train.image_cache_mb]}
-    print(f"  batch loading, the demo's first {a.load_steps} steps of {a.batch} pairs ({len(rows)} training rows), "
+    print(f"  batch loading, the demo's first {a.load_steps} steps of {a.batch} pairs ({n_rows} training rows), "
           f"{a.load_rounds} rounds: {per_step[0] * 1e3:.1f} ms/step decoding every image, "
           f"{per_step[p.train.image_cache_mb] * 1e3:.1f} ms/step with the image cache "
           f"({cached['decoded']} decoded, {cached['from_memory']} from memory; "

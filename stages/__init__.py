@@ -9,11 +9,13 @@ STARTED = time.monotonic()  # `python -m stages.<name>` imports this package fir
 
 
 def run(fn) -> None:
-    """Run a stage. Problems the user can fix (params, input files, a failed validation: UserError, and
-    missing pretrained weights) end with one clear line and exit code 1; anything else is a bug and keeps
-    its traceback."""
+    """Run a stage, with compclip.allocator's malloc settings. Problems the user can fix (params, input files,
+    a failed validation: UserError, and missing pretrained weights) end with one clear line and exit code 1;
+    anything else is a bug and keeps its traceback."""
+    from compclip.allocator import keep_freed_memory
     from compclip.errors import UserError
 
+    keep_freed_memory()  # tensors reuse freed memory instead of faulting pages in again (compclip.allocator)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("compclip").setLevel(logging.INFO)
     try:
