@@ -1,9 +1,12 @@
 """A fine-tuning step before and after the CPU speedups, side by side in one run, on the demo's real texts.
 
 "before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context, torch's
-default (per-parameter) AdamW and a contiguous (NCHW) image tower. "after" is the trainer now: texts
-encoded up to their end token (models.text_length), the fused AdamW (training.optim.adamw) and the image
-tower in channels_last (models.memory_format). Both start from the same weights and
+default (per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc defaults. "after" is the
+trainer now: texts encoded up to their end token (models.text_length), the fused AdamW
+(training.optim.adamw), the image tower in channels_last (models.memory_format) and freed memory kept in
+the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be
+undone, so the steps run in two worker processes, one per setting, each timing one step at a time while
+the other waits; the parent interleaves them. Both start from the same weights and
 take the same batch: the demo's training captions with their hard negatives (loss.negative_rules), so the
 token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode: what that step really
 executes), and a square fp32 matmul is timed in the same rounds as this machine's peak: "ratio" is the
@@ -11,8 +14,10 @@ step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians. Th
 reported too: before/after of each round (the two ran back to back), median and interquartile range, so
 a reader sees how much of a figure is this shared machine's noise.
 
-Candidates measured on top of "after" (each a column with its speedup over "after", same weights and
-batch): "contiguous", the image tower back in NCHW (what channels_last alone gives), and "compile",
+Columns measured beside "after" (each with its speedup over "after", same weights and batch):
+"default_malloc", the "after" step in the process with glibc's defaults (what compclip.allocator alone
+gives; each step's minor page faults are counted too), "contiguous", the image tower back in NCHW (what
+channels_last alone gives), and "compile",
 torch.compile (inductor) of the whole model, its compile time reported apart (the timed steps come after
 it). Their FLOPs are those of "after": they compute the same thing.
 
@@ -171,7 +176,7 @@ def build_cases(a, p, variants: set[str]) -> tuple[dict, dict, object]:
     facts = {"negatives_per_caption": k, "caption_tokens_median": float(batch["text"].argmax(-1).float().median() + 1),
              "context_length": batch["text"].shape[1]}
 
-    models = {"before": before.model, "after": after.model,
+    models = {"before": before.model, "after": after.model, "default_malloc": after.model,
               **candidates(a.model, after.model, [v for v in a.candidates if v in variants])}
     cases = {}
     for method in METHODS:
@@ -260,8 +265,11 @@ def main() -> None:
         raise SystemExit("params.yaml train.image_cache_mb is 0: there is no image cache to time against decoding")
 
     # "before" as it was: glibc's malloc defaults; "after" and the candidates as the stages run now
-    workers = {"glibc": Worker(a, "glibc", {"before"}), "kept": Worker(a, "kept", {"after", *a.candidates})}
-    allocator = {"before": "glibc", "after": "kept", **{c: "kept" for c in a.candidates}}
+    # and "default_malloc": the "after" step in the glibc process, what compclip.allocator alone changes
+    workers = {"glibc": Worker(a, "glibc", {"before", "default_malloc"}),
+               "kept": Worker(a, "kept", {"after", *a.candidates})}
+    allocator = {"before": "glibc", "after": "kept", "default_malloc": "glibc", **{c: "kept" for c in a.candidates}}
+    columns = ["default_malloc", *a.candidates]  # each against "after"
     variants = list(allocator)
     flops = {(m, v): workers[allocator[v]].ask("flops", (m, v)) for m in METHODS for v in ("before", "after")}
     # the peak: a square fp32 matmul into a preallocated output, timed here between the rounds
@@ -305,18 +313,19 @@ def main() -> None:
         row["speedup_per_round"] = {"median": float(np.median(per_round)), "q1": float(np.quantile(per_round, 0.25)),
                                     "q3": float(np.quantile(per_round, 0.75)), "min": float(per_round.min()),
                                     "max": float(per_round.max())}
-        for variant in a.candidates:
+        for variant in columns:
             s = statistics.median(times[method, variant])
             row[variant] = {"step_s_median": s, "first_step_s": warmup_s[method, variant],
                             "speedup_over_after": row["after"]["step_s_median"] / s,
-                            "flops_ratio": flops[method, "after"] / s / peak}
+                            "flops_ratio": flops[method, "after"] / s / peak,
+                            "minor_page_faults_median": statistics.median(faults[method, variant])}
         results["methods"][method] = row
         print(f"  {method:<10} {row['before']['step_s_median'] * 1e3:10.0f} {row['after']['step_s_median'] * 1e3:9.0f} "
               f"{row['speedup']:7.2f}x {row['speedup_per_round']['q1']:7.2f}-{row['speedup_per_round']['q3']:.2f}x "
               f"{row['before']['flops_ratio']:13.3f} {row['after']['flops_ratio']:12.3f} "
               f"{row['before']['minor_page_faults_median']:8.0f} -> {row['after']['minor_page_faults_median']:.0f}"
               + "".join(f"   {v} {row[v]['step_s_median'] * 1e3:.0f} ms ({row[v]['speedup_over_after']:.2f}x after)"
-                        for v in a.candidates))
+                        for v in columns))
 
     # the trainer's text setup: all captions and negatives, tokenized and checked against the context
     captions, negatives, _ = demo_texts(p, a.smoke)

@@ -6,9 +6,10 @@ unmapping them on free; the next step allocates the same sizes again and the ker
 one page fault and one zeroed 4 KB page at a time. A fine-tuning step of the demo model faults in tens of MB
 this way (its 49,408-row token embedding's gradient alone is 25 MB), which is why PyTorch's CPU tuning guides
 swap in jemalloc or tcmalloc. The same fix is two glibc settings, made at run time with mallopt: a high trim
-threshold (freed memory stays in the heap, up to `trim_mb`) and a fixed mmap threshold at glibc's maximum
-(blocks below 32 MB come from the heap and are reused). Nothing computed changes, only where the bytes live.
-bench/step_speedups.py measures it side by side (a worker process with glibc's defaults against one with these).
+threshold (freed memory stays in the heap, up to `trim_mb`) and a fixed mmap threshold of `mmap_mb` (smaller
+blocks come from the heap and are reused; glibc before 2.26 refuses more than 32 MB, which is used there).
+Nothing computed changes, only where the bytes live. bench/step_speedups.py measures it side by side (the
+same step in a worker process with glibc's defaults and in one with these: its default_malloc column).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
-MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc refuses more on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+OLD_GLIBC_MMAP_MAX = 32 * 2**20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the most glibc < 2.26 accepts
 
 
 def _mallopt():
@@ -35,11 +36,13 @@ def _mallopt():
     return fn
 
 
-def keep_freed_memory(trim_mb: int = 1024) -> bool:
-    """Keep up to trim_mb of freed memory in the process and serve blocks under 32 MB from the heap. True
+def keep_freed_memory(trim_mb: int = 1024, mmap_mb: int = 256) -> bool:
+    """Keep up to trim_mb of freed memory in the process and serve blocks under mmap_mb from the heap. True
     where glibc accepted both settings; False elsewhere (nothing changes there: only speed)."""
     mallopt = _mallopt()
     if mallopt is None:
         return False
     trim = min(trim_mb * 2**20, 2**31 - 1)
-    return bool(mallopt(M_TRIM_THRESHOLD, trim)) and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
+    mmap = min(mmap_mb * 2**20, 2**31 - 1)
+    mapped = bool(mallopt(M_MMAP_THRESHOLD, mmap)) or bool(mallopt(M_MMAP_THRESHOLD, min(mmap, OLD_GLIBC_MMAP_MAX)))
+    return mapped and bool(mallopt(M_TRIM_THRESHOLD, trim))

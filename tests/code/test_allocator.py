@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from compclip.allocator import _mallopt
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(_mallopt() is None, reason="glibc's mallopt only (Linux)")
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.skipif(_mallopt() is None, reason="glibc's mallopt only
 ROUNDS = textwrap.dedent("""
     import resource, sys, torch
     from compclip.allocator import keep_freed_memory
+    import stages
     if sys.argv[1] == "keep":
         assert keep_freed_memory()
     def faults():
@@ -22,17 +24,19 @@ ROUNDS = textwrap.dedent("""
     def one_round():
         tensors = [torch.empty(2 * 2**20).fill_(1.0) for _ in range(10)]
         del tensors
-    for _ in range(3):
-        one_round()
-    before = faults()
-    for _ in range(10):
-        one_round()
-    print((faults() - before) / 10)
+    def rounds():
+        for _ in range(3):
+            one_round()
+        before = faults()
+        for _ in range(10):
+            one_round()
+        print((faults() - before) / 10)
+    stages.run(rounds) if sys.argv[1] == "stage" else rounds()
 """)
 
 
 def faults_per_round(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", ROUNDS, mode], cwd=REPO, capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 
@@ -42,6 +46,10 @@ def test_freed_tensors_are_reused_instead_of_faulted_in_again():
     # of 4 KB): the pattern really exercises what keep_freed_memory changes
     assert default > 10_000
     assert kept < 100
+
+
+def test_every_stage_runs_with_freed_memory_kept():
+    assert faults_per_round("stage") < 100  # stages.run, as `python -m stages.<name>` runs a stage
 
 
 def test_the_settings_are_accepted_and_can_be_made_again():
