@@ -2,9 +2,10 @@
 
 "before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context, torch's
 default (per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc defaults. "after" is the
-trainer now: texts encoded up to their end token (models.text_length), the fused AdamW
-(training.optim.adamw), the image tower in channels_last (models.memory_format) and freed memory kept in
-the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be
+trainer now: texts encoded up to their end token, packed into rows of the context (models.text_length),
+the token embedding's gradient kept between steps with only its used rows zeroed
+(training.embedding_grad), the fused AdamW (training.optim.adamw), the image tower in channels_last
+(models.memory_format) and freed memory kept in the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be
 undone, so the steps run in two worker processes, one per setting, each timing one step at a time while
 the other waits; the parent interleaves them. Both start from the same weights and
 take the same batch: the demo's training captions with their hard negatives (loss.negative_rules), so the
@@ -19,7 +20,7 @@ Columns measured beside "after" (each with its speedup over "after", same weight
 gives; each step's minor page faults are counted too), "contiguous", the image tower back in NCHW (what
 channels_last alone gives), and "compile",
 torch.compile (inductor) of the whole model, its compile time reported apart (the timed steps come after
-it). Their FLOPs are those of "after": they compute the same thing.
+it; with the token embedding's dense gradient, as inductor cannot compile a sparse one). Their FLOPs are those of "after": they compute the same thing.
 
 Also measured: the trainer's text setup (every caption and negative tokenized, and checked against the
 context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
@@ -56,6 +57,7 @@ from compclip.losses import build_loss
 from compclip.models.factory import create
 from compclip.provenance import write_result
 from compclip.text import tokens as token_cache
+from compclip.training.embedding_grad import keep_embedding_grad
 from compclip.training.optim import param_groups
 from compclip.training.step import forward_backward
 
@@ -178,6 +180,10 @@ def build_cases(a, p, variants: set[str]) -> tuple[dict, dict, object]:
 
     models = {"before": before.model, "after": after.model, "default_malloc": after.model,
               **candidates(a.model, after.model, [v for v in a.candidates if v in variants])}
+    # the token embedding's gradient kept between steps (training.embedding_grad), as the trainer does on CPU;
+    # not under torch.compile, whose inductor cannot compile a sparse gradient
+    kept = {v: None if v in ("before", "compile") else keep_embedding_grad(models[v], torch.device("cpu"), 1)
+            for v in variants}
     cases = {}
     for method in METHODS:
         loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
@@ -186,13 +192,15 @@ def build_cases(a, p, variants: set[str]) -> tuple[dict, dict, object]:
         for variant in variants:
             model = models[variant]
             opt = torch.optim.AdamW(param_groups(model, p.train.weight_decay), lr=1e-5, fused=variant != "before")
-            cases[method, variant] = (model, loss, data, opt)
+            cases[method, variant] = (model, loss, data, opt, kept[variant])
     return cases, facts, after
 
 
 def step(case) -> None:
-    model, loss, data, opt = case
+    model, loss, data, opt, kept = case
     opt.zero_grad(set_to_none=True)
+    if kept is not None:
+        kept.reset()
     forward_backward(model, loss, data, skip_invalid=loss.skips_invalid)
     opt.step()
     loss.end_step()
