@@ -1,36 +1,36 @@
 """A fine-tuning step before and after the CPU speedups, side by side in one run, on the demo's real texts.
 
-"before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context, torch's
-default (per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc defaults. "after" is the
-trainer now: texts encoded up to their end token, packed into rows of the context (models.text_length),
-the token embedding's gradient kept between steps with only its used rows zeroed
-(training.embedding_grad), the fused AdamW (training.optim.adamw), the image tower in channels_last
-(models.memory_format) and freed memory kept in the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be
-undone, so the steps run in two worker processes, one per setting, each timing one step at a time while
-the other waits; the parent interleaves them. Both start from the same weights and
-take the same batch: the demo's training captions with their hard negatives (loss.negative_rules), so the
-token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode: what that step really
-executes), and a square fp32 matmul is timed in the same rounds as this machine's peak: "ratio" is the
-step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians. The speedup's spread is
-reported too: before/after of each round (the two ran back to back), median and interquartile range, so
-a reader sees how much of a figure is this shared machine's noise.
+"before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context, torch's default
+(per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc defaults. "after" is the trainer
+now: texts encoded up to their end token, packed into rows of the context (models.text_length), the token
+embedding's gradient kept between steps with only its used rows zeroed (training.embedding_grad), the fused
+AdamW (training.optim.adamw), the image tower in channels_last (models.memory_format) and freed memory kept in
+the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be undone,
+so the steps run in two worker processes, one per setting, each timing one step at a time while the other
+waits; the parent interleaves them. Both start from the same weights and take the same batch: the demo's
+training captions with their hard negatives (loss.negative_rules), so the token lengths are the real ones.
+Each step's FLOPs are counted (FlopCounterMode: what that step really executes), and a square fp32 matmul is
+timed in the same rounds as this machine's peak: "ratio" is the step's FLOP/s over the matmul's. Rounds are
+interleaved round-robin; medians. The speedup's spread is reported too: before/after of each round (the two
+ran back to back), median and interquartile range, so a reader sees how much of a figure is this shared
+machine's noise.
 
 Columns measured beside "after" (each with its speedup over "after", same weights and batch):
-"default_malloc", the "after" step in the process with glibc's defaults (what compclip.allocator alone
-gives; each step's minor page faults are counted too), "contiguous", the image tower back in NCHW (what
-channels_last alone gives), and "compile",
-torch.compile (inductor) of the whole model, its compile time reported apart (the timed steps come after
-it; with the token embedding's dense gradient, as inductor cannot compile a sparse one). Their FLOPs are those of "after": they compute the same thing.
+"default_malloc", the "after" step in the process with glibc's defaults (what compclip.allocator alone gives;
+each step's minor page faults are counted too), "contiguous", the image tower back in NCHW (what channels_last
+alone gives), and "compile", torch.compile (inductor) of the whole model, its compile time reported apart (the
+timed steps come after it; with the token embedding's dense gradient, as inductor cannot compile a sparse
+one). Their FLOPs are those of "after": they compute the same thing.
 
 Also measured: the trainer's text setup (every caption and negative tokenized, and checked against the
-context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then
-from the disk cache, warm).
+context) as it was (the tokenizer over every text, twice) and now (each distinct text once, cold; then from
+the disk cache, warm).
 
-And the step's other half, loading its batch: the trainer's own loader (TrainingItems, StepBatches,
-collate) over the demo's training rows for the demo's first --load-steps steps (train.max_steps), every
-image decoded every time (as it was) and with the in-memory image cache (training.data.PreprocessedImages,
-empty at the start, as a stage starts), alternating, --load-rounds rounds, medians. "trainer step" adds it
-to the step: before = decode every time + "before", after = cache + "after".
+And the step's other half, loading its batch: the trainer's own loader (TrainingItems, StepBatches, collate)
+over the demo's training rows for the demo's first --load-steps steps (train.max_steps), every image decoded
+every time (as it was) and with the in-memory image cache (training.data.PreprocessedImages, empty at the
+start, as a stage starts), alternating, --load-rounds rounds, medians. "trainer step" adds it to the step:
+before = decode every time + "before", after = cache + "after".
 
   python bench/step_speedups.py [--rounds N] [--out FILE.json]      # after `make demo` (or dvc repro negatives)
   python bench/step_speedups.py --smoke                            # seconds: the micro model, made-up texts

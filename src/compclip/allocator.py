@@ -3,13 +3,13 @@
 PyTorch on CPU allocates every tensor through the C library's malloc. glibc's malloc returns freed memory at
 the top of its heap to the system once more than a few MB are free there, and serves big blocks with mmap,
 unmapping them on free; the next step allocates the same sizes again and the kernel maps the pages back in,
-one page fault and one zeroed 4 KB page at a time. A fine-tuning step of the demo model faults in tens of MB
-this way (its 49,408-row token embedding's gradient alone is 25 MB), which is why PyTorch's CPU tuning guides
-swap in jemalloc or tcmalloc. The same fix is two glibc settings, made at run time with mallopt: a high trim
-threshold (freed memory stays in the heap, up to `trim_mb`) and a fixed mmap threshold of `mmap_mb` (smaller
-blocks come from the heap and are reused; glibc before 2.26 refuses more than 32 MB, which is used there).
-Nothing computed changes, only where the bytes live. bench/step_speedups.py measures it side by side (the
-same step in a worker process with glibc's defaults and in one with these: its default_malloc column).
+one page fault and one zeroed 4 KB page at a time. A fine-tuning step of the demo model faults 10,000-15,000
+pages (40-60 MB) back in this way, which is why PyTorch's CPU tuning guides swap in jemalloc or tcmalloc. The
+same fix is two glibc settings, made at run time with mallopt: a high trim threshold (freed memory stays in
+the heap, up to `trim_mb`) and a fixed mmap threshold of `mmap_mb` (smaller blocks come from the heap and are
+reused; an older glibc that refuses more than 32 MB gets 32 MB). Nothing computed changes, only where the
+bytes live. bench/step_speedups.py measures it side by side (the same step in a worker process with glibc's
+defaults and in one with these: its default_malloc column).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
-OLD_GLIBC_MMAP_MAX = 32 * 2**20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the most glibc < 2.26 accepts
+OLD_GLIBC_MMAP_MAX = 32 * 2**20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the most older glibc accepts
 
 
 def _mallopt():

@@ -14,9 +14,9 @@ it cannot change them. Two ways to skip it, both giving open_clip's features to 
 
 Hard-negative methods encode (1+K) texts per image, so this is most of their step.
 
-`fit_text_length(model)` installs it on an open_clip `CLIP` whose text tower is causal, pools at the end
-token and attends with torch's MultiheadAttention (the mask it takes per row); any other model (CoCa,
-SigLIP-style towers, HF text towers) keeps its own `encode_text`.
+`fit_text_length(model)` installs it on an open_clip `CLIP` whose text tower is causal and pools at the end
+token (packing also needs torch's MultiheadAttention, which takes a mask per row; other blocks get buckets);
+any other model (CoCa, SigLIP-style towers, HF text towers) keeps its own `encode_text`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ MIN_BUCKET = 128  # rows per encoder call (buckets): smaller ones cost more in c
 
 def supports(model: torch.nn.Module) -> bool:
     return (isinstance(model, CLIP) and getattr(model, "attn_mask", None) is not None
-            and getattr(model, "text_pool_type", None) in ("argmax", "eos")
-            and all(isinstance(getattr(block, "attn", None), torch.nn.MultiheadAttention)
-                    for block in model.transformer.resblocks))
+            and getattr(model, "text_pool_type", None) in ("argmax", "eos"))
+
+
+def packable(model: CLIP) -> bool:
+    """Packing needs a mask per row: torch's MultiheadAttention takes one (open_clip's custom blocks do not)."""
+    return all(isinstance(getattr(block, "attn", None), torch.nn.MultiheadAttention)
+               for block in model.transformer.resblocks)
 
 
 def end_positions(model: CLIP, text: torch.Tensor) -> torch.Tensor:
@@ -139,7 +143,7 @@ def _encode_bucketed(model: CLIP, text: torch.Tensor, ends: torch.Tensor) -> tor
 
 def encode_text_fitted(model: CLIP, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
     ends = end_positions(model, text)
-    encode = _encode_packed if text.device.type == "cpu" and len(text) else _encode_bucketed
+    encode = _encode_packed if text.device.type == "cpu" and len(text) and packable(model) else _encode_bucketed
     out = encode(model, text, ends)
     return F.normalize(out, dim=-1) if normalize else out
 
