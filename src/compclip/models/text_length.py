@@ -7,8 +7,8 @@ it cannot change them. Two ways to skip it, both giving open_clip's features to 
 
 - on CPU, texts are packed: several short texts share one row of the context (first-fit decreasing by
   length), each with its own positions 0..n-1 and an attention mask that lets a token see only the earlier
-  tokens of its own text; the row's work is its texts' tokens and little else (the demo's training batch:
-  1,342 tokens in 43 rows of 32, against 94 rows of 22 in one bucket);
+  tokens of its own text; the row's work is its texts' tokens and little else (bench/step_speedups.py
+  counts a demo step's FLOPs);
 - on other devices (not measured with packing yet), texts are sorted by length and encoded in buckets,
   each cut to its longest text.
 
