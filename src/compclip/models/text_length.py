@@ -115,13 +115,14 @@ def _encode_packed(model: CLIP, text: torch.Tensor, ends: torch.Tensor) -> torch
     cast_dtype = model.transformer.get_cast_dtype()
     # F.embedding, not positional_embedding[positions]: indexing's backward accumulates with atomic adds on
     # CPU (run-to-run different sums); embedding's backward is deterministic
-    x = model.token_embedding(packed).to(cast_dtype) + F.embedding(positions, model.positional_embedding).to(cast_dtype)
+    x = model.token_embedding(packed).to(cast_dtype)
+    x = x + F.embedding(positions, model.positional_embedding).to(cast_dtype)
     # a token sees the earlier tokens of its own text (padding sees itself: no row of -inf, no NaN)
     col = torch.arange(width, device=text.device)
     allowed = (segment[:, :, None] == segment[:, None, :]) & (col[:, None] >= col[None, :])
     mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
     heads = model.transformer.resblocks[0].attn.num_heads
-    x = model.transformer(x, attn_mask=mask.repeat_interleave(heads, dim=0))  # MultiheadAttention: (rows*heads, W, W)
+    x = model.transformer(x, attn_mask=mask.repeat_interleave(heads, dim=0))  # MHA's shape: (rows*heads, W, W)
     x = model.ln_final(x)
     x = x[to(row_of), to(start + n - 1)]  # each text's end token
     if isinstance(model.text_projection, torch.nn.Linear):
