@@ -26,7 +26,7 @@ class KeptEmbeddingGrad:
         self.weight.register_hook(self._remember)
 
     def _remember(self, grad: torch.Tensor) -> torch.Tensor:
-        self.written.append(grad._indices()[0])
+        self.written.append(grad._indices()[0])  # uncoalesced (.indices() would coalesce); repeats are harmless
         return grad
 
     def reset(self) -> None:
