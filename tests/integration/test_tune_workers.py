@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from compclip.tuning.study import make_storage
 from tests.servers import postgres_bin, postgres_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,7 +25,8 @@ def worker(storage: str, study: str, *args: str) -> subprocess.Popen:
 
 
 def trials(storage: str, study: str):
-    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    # make_storage: this poll may open the storage while the worker is still creating its schema
+    return optuna.load_study(study_name=study, storage=make_storage(storage, 10, 30)).get_trials(deepcopy=False)
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +31,34 @@ def storage_url(cfg: TuneConfig) -> str:
     return cfg.storage or f"sqlite:///{Path(cfg.out_dir) / 'study' / 'study.db'}"
 
 
+# Errors of two processes creating one storage's schema at once (optuna/optuna#4621): each checks that a table
+# or row is missing, then one of them creates it first. sqlite, PostgreSQL and MySQL word them like this.
+_SCHEMA_RACE = ("already exists", "unique constraint failed", "duplicate key", "duplicate entry")
+_SCHEMA_ATTEMPTS = 5
+
+
+def _lost_schema_race(e: sqlalchemy.exc.DBAPIError) -> bool:
+    return any(s in str(e.orig).lower() for s in _SCHEMA_RACE)
+
+
 def make_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    """Workers may open a new storage at the same moment: the one that loses the race to create a table or
+    the schema's version row opens it again, and then finds what the other created."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, _SCHEMA_ATTEMPTS):
+        try:
+            return _open_storage(url, heartbeat_interval, grace_period)
+        except sqlalchemy.exc.DBAPIError as e:
+            if not _lost_schema_race(e):
+                raise
+            log.info("tune storage: another worker created its schema at the same time (%s); opening it again",
+                     str(e.orig).splitlines()[0])
+            time.sleep(0.1 * attempt)
+    return _open_storage(url, heartbeat_interval, grace_period)
+
+
+def _open_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
