@@ -2,9 +2,9 @@
 
 "before" is the trainer as it was: open_clip's CLIP.encode_text over the full text context, torch's default
 (per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc defaults. "after" is the trainer
-now: texts encoded up to their end token, packed into rows of the context (models.text_length), the token
-embedding's gradient kept between steps with only its used rows zeroed (training.embedding_grad), the fused
-AdamW (training.optim.adamw), the image tower in channels_last (models.memory_format) and freed memory kept in
+now: texts encoded up to their end token, packed into rows of the context (models.text_length), the fused
+AdamW that reads and writes only the token embedding's rows texts have read (training.embedding_rows; its
+backward sparse, so gradient clipping reads only those rows too), the image tower in channels_last (models.memory_format) and freed memory kept in
 the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be undone,
 so the steps run in two worker processes, one per setting, each timing one step at a time while the other
 waits; the parent interleaves them. Both start from the same weights and take the same batch: the demo's
@@ -57,7 +57,7 @@ from compclip.losses import build_loss
 from compclip.models.factory import create
 from compclip.provenance import write_result
 from compclip.text import tokens as token_cache
-from compclip.training.embedding_grad import keep_embedding_grad
+from compclip.training.embedding_rows import EmbeddingRowsAdamW
 from compclip.training.optim import param_groups
 from compclip.training.step import forward_backward
 
@@ -180,28 +180,32 @@ def build_cases(a, p, variants: set[str]) -> tuple[dict, dict, object]:
 
     models = {"before": before.model, "after": after.model, "default_malloc": after.model,
               **candidates(a.model, after.model, [v for v in a.candidates if v in variants])}
-    # the token embedding's gradient kept between steps (training.embedding_grad), as the trainer does on CPU;
-    # not under torch.compile, whose inductor cannot compile a sparse gradient
-    kept = {v: None if v in ("before", "compile") else keep_embedding_grad(models[v], torch.device("cpu"), 1)
-            for v in variants}
+    # "before": torch's per-parameter AdamW; "compile": the fused one (inductor cannot compile the embedding's
+    # sparse gradient); the others: the trainer's on CPU, which leaves the embedding's unread rows alone
+    # (training.embedding_rows). One optimizer per model, shared by the methods (it hooks the model's embedding).
+    def optimizer(variant: str) -> torch.optim.Optimizer:
+        groups = param_groups(models[variant], p.train.weight_decay)
+        if variant in ("before", "compile"):
+            return torch.optim.AdamW(groups, lr=1e-5, fused=variant == "compile")
+        return EmbeddingRowsAdamW(groups, models[variant].token_embedding, lr=1e-5)
+
+    optimizers = {v: optimizer(v) for v in variants}
     cases = {}
     for method in METHODS:
         loss = build_loss(p.methods[method], p.loss, p.loss.negative_rules)
         needs = {"image", "text"} | ({"neg_text", "neg_mask"} if "negatives" in loss.needs else set())
         data = {key: v for key, v in batch.items() if key in needs}
         for variant in variants:
-            model = models[variant]
-            opt = torch.optim.AdamW(param_groups(model, p.train.weight_decay), lr=1e-5, fused=variant != "before")
-            cases[method, variant] = (model, loss, data, opt, kept[variant])
+            cases[method, variant] = (models[variant], loss, data, optimizers[variant], p.train.grad_clip_norm)
     return cases, facts, after
 
 
 def step(case) -> None:
-    model, loss, data, opt, kept = case
+    model, loss, data, opt, clip_norm = case
     opt.zero_grad(set_to_none=True)
-    if kept is not None:
-        kept.reset()
     forward_backward(model, loss, data, skip_invalid=loss.skips_invalid)
+    if clip_norm:  # as the trainer (train.grad_clip_norm)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     opt.step()
     loss.end_step()
 

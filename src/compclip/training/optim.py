@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from compclip.training.embedding_rows import EmbeddingRowsAdamW
+
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on gains, biases, norms and logit_scale (anything with ndim < 2)."""
@@ -18,11 +20,16 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-def adamw(groups: list[dict], cfg, device: torch.device) -> torch.optim.AdamW:
+def adamw(groups: list[dict], cfg, device: torch.device, model: torch.nn.Module | None = None,
+          world_size: int = 1) -> torch.optim.AdamW:
     """torch's fused AdamW kernel: the same update as the per-parameter loop, one pass over all parameters
-    (on the demo model's 6.3M-row token embedding it is 6x faster on CPU; bench/step_speedups.py)."""
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             fused=device.type in ("cpu", "cuda"))
+    (on the demo model's 6.3M-row token embedding it is 6x faster on CPU; bench/step_speedups.py). Given the
+    model, on one CPU process, its token embedding's unused rows are left alone (training.embedding_rows)."""
+    kwargs = {"lr": cfg.lr, "betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps}
+    embedding = getattr(model, "token_embedding", None)
+    if device.type == "cpu" and world_size == 1 and isinstance(embedding, torch.nn.Embedding):
+        return EmbeddingRowsAdamW(groups, embedding, **kwargs)
+    return torch.optim.AdamW(groups, fused=device.type in ("cpu", "cuda"), **kwargs)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):

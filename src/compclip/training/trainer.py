@@ -28,7 +28,6 @@ from compclip.models.factory import batchnorm_layers, create, resolve_device
 from compclip.training import distributed
 from compclip.training.data import (BatchPlan, ConceptGroups, StepBatches, TrainingItems, collate, fit_to_context,
                                     negative_texts, positive_texts, shared_images)
-from compclip.training.embedding_grad import KeptEmbeddingGrad, keep_embedding_grad
 from compclip.training.optim import adamw, param_groups, warmup_cosine
 from compclip.training.step import forward_backward
 
@@ -104,7 +103,6 @@ class Trainer:
     fingerprint: str
     step: int = 0
     run_id: str | None = None
-    embedding_grad: KeptEmbeddingGrad | None = None  # one CPU process: training.embedding_grad
 
     def state(self) -> dict:
         return {"model_name": self.model_name, "fingerprint": self.fingerprint, "step": self.step,
@@ -248,12 +246,11 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
     wrapped = model
     if d.world_size > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = adamw(param_groups(model, cfg.weight_decay), cfg, device)
+    optimizer = adamw(param_groups(model, cfg.weight_decay), cfg, device, model, d.world_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "amp" and device.type == "cuda")
     fp = fingerprint(p, cfg, method, recipe, digests)
-    trainer = Trainer(model, wrapped, loss_fn, optimizer, scheduler, scaler, p.model.name, fp,
-                      embedding_grad=keep_embedding_grad(model, device, d.world_size))
+    trainer = Trainer(model, wrapped, loss_fn, optimizer, scheduler, scaler, p.model.name, fp)
     ckpt = _find_resume(cfg.resume, ckpt_dir, fp)
     if ckpt:
         trainer.restore(ckpt)
@@ -315,8 +312,6 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
 def _step(trainer: Trainer, batch: dict, cfg: TrainConfig, device, d: distributed.Dist) -> dict[str, float]:
     model, optimizer = trainer.model, trainer.optimizer
     optimizer.zero_grad(set_to_none=True)
-    if trainer.embedding_grad is not None:
-        trainer.embedding_grad.reset()
     terms = forward_backward(trainer.wrapped, trainer.loss_fn, batch, accum_steps=cfg.accum_steps, rank=d.rank,
                              world_size=d.world_size, autocast=lambda: _autocast(cfg.precision, device),
                              scale=trainer.scaler.scale, skip_invalid=trainer.loss_fn.skips_invalid)
