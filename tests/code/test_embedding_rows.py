@@ -108,6 +108,22 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run():
     assert_same_weights(model, resumed, atol=0)
 
 
+@pytest.mark.parametrize("saved_by", ["dense", "rows"])
+def test_a_checkpoint_of_either_optimizer_resumes_in_the_other(saved_by):
+    """A run checkpointed by torch's dense AdamW (before this optimizer existed) resumes with it, and the
+    other way round, giving what the saving optimizer would have gone on to give."""
+    model, opt = model_and_optimizer(rows=saved_by == "rows")
+    train(model, opt, steps=range(2))
+    ckpt = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict()})
+    train(model, opt, steps=range(2, 4))
+
+    other, other_opt = model_and_optimizer(rows=saved_by != "rows")
+    other.load_state_dict(ckpt["model"])
+    other_opt.load_state_dict(ckpt["opt"])
+    train(other, other_opt, steps=range(2, 4))
+    assert_same_weights(model, other)
+
+
 def test_a_gradient_for_rows_no_forward_read_is_refused():
     model, opt = model_and_optimizer(rows=True)
     weight = model.token_embedding.weight

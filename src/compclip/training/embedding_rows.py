@@ -76,14 +76,14 @@ class EmbeddingRowsAdamW(torch.optim.AdamW):
         rows = self.used.nonzero().squeeze(1)
         slot = torch.full((len(w),), -1, dtype=torch.long)
         slot[rows] = torch.arange(len(rows))
-        if grad.is_sparse:  # uncoalesced: a row read twice has two entries, summed here as coalesce() would
-            where = slot[grad._indices()[0]]
-            if (where < 0).any():
-                raise RuntimeError("EmbeddingRowsAdamW: a gradient for rows no forward of the embedding read "
-                                   "(was its weight used without calling the module?)")
-            dense = w.new_zeros(len(rows), w.shape[1]).index_add_(0, where, grad._values())
-        else:
-            dense = grad.index_select(0, rows)
+        if not grad.is_sparse:
+            raise RuntimeError("EmbeddingRowsAdamW: the token embedding's gradient is dense (was embedding.sparse "
+                               "turned off?)")
+        where = slot[grad._indices()[0]]  # uncoalesced: a row read twice has two entries, summed as coalesce() would
+        if (where < 0).any():
+            raise RuntimeError("EmbeddingRowsAdamW: a gradient for rows no forward of the embedding read "
+                               "(was its weight used without calling the module?)")
+        dense = w.new_zeros(len(rows), w.shape[1]).index_add_(0, where, grad._values())
         p, m, v = (t.index_select(0, rows) for t in (w, state["exp_avg"], state["exp_avg_sq"]))
         adamw_update([p], [dense], [m], [v], [], [state["step"]], fused=True, amsgrad=False, beta1=g["betas"][0],
                      beta2=g["betas"][1], lr=g["lr"], weight_decay=g["weight_decay"], eps=g["eps"], maximize=False)
@@ -97,9 +97,16 @@ class EmbeddingRowsAdamW(torch.optim.AdamW):
         return {**super().state_dict(), "embedding_rows": {"used": self.used.clone(), "owed": self.owed}}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Also a dense AdamW's state (a checkpoint from before this optimizer): it stepped every row, so
+        nothing is owed, and the rows with moments are the used ones (a torch AdamW loads this one's state too:
+        it ignores the extra key, and the saved weights are settled)."""
         state_dict = dict(state_dict)
-        rows = state_dict.pop("embedding_rows")
+        rows = state_dict.pop("embedding_rows", None)
         super().load_state_dict(state_dict)
+        if rows is None:
+            m = self.state.get(self.weight)
+            used = ((m["exp_avg"] != 0) | (m["exp_avg_sq"] != 0)).any(1) if m else torch.zeros_like(self.used)
+            rows = {"used": used, "owed": 1.0}
         self.used.copy_(rows["used"])
         self.owed = float(rows["owed"])
 
