@@ -4,16 +4,16 @@
 (per-parameter) AdamW, a contiguous (NCHW) image tower and glibc's malloc defaults. "after" is the trainer
 now: texts encoded up to their end token, packed into rows of the context (models.text_length), the fused
 AdamW that reads and writes only the token embedding's rows texts have read (training.embedding_rows; its
-backward sparse, so gradient clipping reads only those rows too), the image tower in channels_last (models.memory_format) and freed memory kept in
-the process (compclip.allocator, as every stage runs). malloc settings are process-wide and cannot be undone,
-so the steps run in two worker processes, one per setting, each timing one step at a time while the other
-waits; the parent interleaves them. Both start from the same weights and take the same batch: the demo's
-training captions with their hard negatives (loss.negative_rules), so the token lengths are the real ones.
-Each step's FLOPs are counted (FlopCounterMode: what that step really executes), and a square fp32 matmul is
-timed in the same rounds as this machine's peak: "ratio" is the step's FLOP/s over the matmul's. Rounds are
-interleaved round-robin; medians. The speedup's spread is reported too: before/after of each round (the two
-ran back to back), median and interquartile range, so a reader sees how much of a figure is this shared
-machine's noise.
+backward sparse, so gradient clipping reads only those rows too), the image tower in channels_last
+(models.memory_format) and freed memory kept in the process (compclip.allocator, as every stage runs).
+malloc settings are process-wide and cannot be undone, so the steps run in two worker processes, one per
+setting, each timing one step at a time while the other waits; the parent interleaves them. Both start from
+the same weights and take the same batch: the demo's training captions with their hard negatives
+(loss.negative_rules), so the token lengths are the real ones. Each step's FLOPs are counted (FlopCounterMode:
+what that step really executes), and a square fp32 matmul is timed in the same rounds as this machine's peak:
+"ratio" is the step's FLOP/s over the matmul's. Rounds are interleaved round-robin; medians. The speedup's
+spread is reported too: before/after of each round (the two ran back to back), median and interquartile range,
+so a reader sees how much of a figure is this shared machine's noise.
 
 Columns measured beside "after" (each with its speedup over "after", same weights and batch):
 "default_malloc", the "after" step in the process with glibc's defaults (what compclip.allocator alone gives;
@@ -57,8 +57,7 @@ from compclip.losses import build_loss
 from compclip.models.factory import create
 from compclip.provenance import write_result
 from compclip.text import tokens as token_cache
-from compclip.training.embedding_rows import EmbeddingRowsAdamW
-from compclip.training.optim import param_groups
+from compclip.training.optim import adamw, param_groups
 from compclip.training.step import forward_backward
 
 METHODS = ("clip", "negclip", "ce_clip")
@@ -181,13 +180,13 @@ def build_cases(a, p, variants: set[str]) -> tuple[dict, dict, object]:
     models = {"before": before.model, "after": after.model, "default_malloc": after.model,
               **candidates(a.model, after.model, [v for v in a.candidates if v in variants])}
     # "before": torch's per-parameter AdamW; "compile": the fused one (inductor cannot compile the embedding's
-    # sparse gradient); the others: the trainer's on CPU, which leaves the embedding's unread rows alone
-    # (training.embedding_rows). One optimizer per model, shared by the methods (it hooks the model's embedding).
+    # sparse gradient); the others: the trainer's (training.optim.adamw: on CPU it leaves the embedding's unread
+    # rows alone). One optimizer per model, shared by the methods (the trainer's hooks the model's embedding).
     def optimizer(variant: str) -> torch.optim.Optimizer:
         groups = param_groups(models[variant], p.train.weight_decay)
         if variant in ("before", "compile"):
-            return torch.optim.AdamW(groups, lr=1e-5, fused=variant == "compile")
-        return EmbeddingRowsAdamW(groups, models[variant].token_embedding, lr=1e-5)
+            return torch.optim.AdamW(groups, lr=p.train.lr, fused=variant == "compile")
+        return adamw(groups, p.train, torch.device("cpu"), models[variant])
 
     optimizers = {v: optimizer(v) for v in variants}
     cases = {}

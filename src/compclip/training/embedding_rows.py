@@ -31,7 +31,8 @@ class EmbeddingRowsAdamW(torch.optim.AdamW):
         super().__init__(param_groups, fused=True, **adamw_kwargs)
         self.weight = embedding.weight
         # by index: load_state_dict replaces the group dicts (and the scheduler sets the new ones' lr)
-        self.group_index = next(i for i, g in enumerate(self.param_groups) if any(p is self.weight for p in g["params"]))
+        self.group_index = next(i for i, g in enumerate(self.param_groups)
+                                if any(p is self.weight for p in g["params"]))
         if self.param_groups[self.group_index]["amsgrad"] or self.param_groups[self.group_index]["maximize"]:
             raise ValueError("EmbeddingRowsAdamW: amsgrad and maximize are not supported")
         embedding.sparse = True
