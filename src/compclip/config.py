@@ -234,6 +234,7 @@ class PositivesConfig(Strict):
     llm_concurrency: int = Field(8, ge=1)
     min_similarity: float = Field(0.75, ge=-1, le=1)  # MiniLM cosine(caption, positive)
     caption_fraction: float = Field(1.0, gt=0, le=1)  # a stable sample of captions (MiniLM costs ~300 texts/s on CPU)
+    precision: Literal["fp32", "bf16"] = "fp32"  # MiniLM's matmuls; bf16 (autocast) pays on CPUs with AVX512-BF16 or AMX
     splits: list[Literal["train", "val", "test"]] = ["train"]  # manifest splits to generate for
     chunk_size: int = Field(2048, ge=1)
 

@@ -5,12 +5,11 @@ import pytest
 
 from compclip.text.concepts import RuleInferrer
 from compclip.text.concepts_table import dag, merge_small
-from compclip.text.nlp import load_spacy
 
 
 @pytest.fixture(scope="module")
 def inferrer():
-    return RuleInferrer(load_spacy())
+    return RuleInferrer()
 
 
 @pytest.mark.parametrize("caption,chain", [

@@ -5,13 +5,28 @@ import json
 import pandas as pd
 
 from compclip.text.negatives_table import build_negatives
-from compclip.text.positives_table import build_positives, cosine
+from compclip.text.positives_table import SentenceEmbeddings, build_positives, cosine
+
+PAIRS = (["a red square to the left of a blue circle", "a red square to the left of a blue circle",
+          "two large striped hearts", "a small green star above a hollow cross"],
+         ["a blue circle to the right of a red square", "a man riding a horse on a beach",
+          "two big striped hearts", "a hollow cross below a small green star"])
 
 
 def test_minilm_separates_paraphrase_from_unrelated():
-    s = cosine(["a red square to the left of a blue circle", "a red square to the left of a blue circle"],
-               ["a blue circle to the right of a red square", "a man riding a horse on a beach"])
+    s = cosine(*PAIRS)
     assert s[0] > 0.85 and s[1] < 0.3
+
+
+def test_bf16_cosines_are_fp32_s_within_bfloat16_rounding_and_cached_apart(tmp_path):
+    fp32 = cosine(*PAIRS, SentenceEmbeddings(tmp_path / "minilm.sqlite"))
+    bf16_cache = SentenceEmbeddings(tmp_path / "minilm.sqlite", precision="bf16")
+    bf16 = cosine(*PAIRS, bf16_cache)
+    assert bf16_cache.counts == {"encoded": 7, "from_cache": 0}  # 7 distinct texts; fp32's are not bf16's
+    # bfloat16 keeps 8 bits of mantissa: a cosine moves by thousandths, never by a hundredth
+    assert abs(bf16 - fp32).max() < 0.01 and not (bf16 == fp32).all()
+    again = SentenceEmbeddings(tmp_path / "minilm.sqlite", precision="bf16")
+    assert (cosine(*PAIRS, again) == bf16).all() and again.counts == {"encoded": 0, "from_cache": 7}
 
 
 def test_positives_table(world, tmp_path):

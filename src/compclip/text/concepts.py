@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from compclip.text.nlp import SPATIAL_NOUNS, Token, tokens
+from compclip.text.nlp import DEFAULT_SPACY, SPATIAL_NOUNS, Token, caption_tokens, load_spacy
 
 TAXONOMY = Path(__file__).parent / "lexicon" / "taxonomy.json"
 LEVELS = ("level1", "level2", "level3", "level4")
@@ -70,13 +70,14 @@ class ConceptInferrer(Protocol):
 class RuleInferrer:
     name = "rules"
 
-    def __init__(self, nlp):
-        self.nlp = nlp
+    def __init__(self, spacy_model: str = DEFAULT_SPACY):
+        load_spacy(spacy_model)  # an uninstalled pipeline fails here
+        self.spacy_model = spacy_model
 
     def infer(self, captions: list[str]) -> list[Chain | None]:
         out = []
-        for doc in self.nlp.pipe(captions, batch_size=256):
-            found = subject_phrase(tokens(doc))
+        for toks in caption_tokens(captions, self.spacy_model):  # parsed by the negatives stage, most of them
+            found = subject_phrase(toks)
             if found is None:
                 out.append(None)
                 continue

@@ -16,7 +16,6 @@ from compclip.config import ConceptsConfig
 from compclip.errors import UserError
 from compclip.hashing import stable_unit
 from compclip.text.concepts import LEVELS, LLMInferrer, RuleInferrer
-from compclip.text.nlp import load_spacy
 
 
 def _inferrer(cfg: ConceptsConfig):
@@ -24,7 +23,7 @@ def _inferrer(cfg: ConceptsConfig):
         from compclip.text.rewriters import OpenAIChatRewriter
 
         return LLMInferrer(OpenAIChatRewriter(cfg.llm_url, cfg.llm_model, cfg.llm_api_key_env, max_tokens=60))
-    return RuleInferrer(load_spacy(cfg.spacy_model))
+    return RuleInferrer(cfg.spacy_model)
 
 
 def image_chains(m: pd.DataFrame, inferrer) -> tuple[pd.DataFrame, list[str]]:

@@ -35,7 +35,7 @@ from compclip.parallel import engine
 from compclip.text import combinations
 from compclip.text.fillers import LexiconFiller, MaskedLMFiller, WordTable
 from compclip.text.negatives import Negative, from_tokens
-from compclip.text.nlp import SPATIAL_NOUNS, load_spacy, tokens
+from compclip.text.nlp import SPATIAL_NOUNS, cached_tokens, load_spacy, store_tokens, tokens
 from compclip.text.quality import QualityReport, audit, audited
 
 # Which negatives test relations and which test attributes, across the rule families.
@@ -75,10 +75,15 @@ def _word_table(cfg: NegativesConfig, captions: list[str], run) -> tuple[WordTab
     """The corpus word table from the first `lexicon_sample` unique captions (tagged on the engine), and their
     tokens, which the generation pass reuses instead of parsing them again."""
     sample = list(dict.fromkeys(captions))[:cfg.lexicon_sample]
-    step = max(1, min(cfg.chunk_size, -(-len(sample) // (2 * run.workers))))
-    shards = [(i, sample[i:i + step]) for i in range(0, len(sample), step)]
-    tagged = dict(run.map_unordered(_tag_shard, shards, cfg.spacy_model))
-    parsed = {c: toks for i, part in shards for c, toks in zip(part, tagged[i])}
+    parsed = cached_tokens(sample, cfg.spacy_model)  # text.nlp: what this or another stage parsed before
+    todo = [c for c in sample if c not in parsed]
+    step = max(1, min(cfg.chunk_size, -(-len(todo) // (2 * run.workers))))
+    shards = [(i, todo[i:i + step]) for i in range(0, len(todo), step)]
+    tagged = dict(run.map_unordered(_tag_shard, shards, cfg.spacy_model)) if shards else {}
+    fresh = {c: toks for i, part in shards for c, toks in zip(part, tagged[i])}
+    if fresh:
+        store_tokens(fresh, cfg.spacy_model)  # the positives and concepts stages parse none of these again
+    parsed |= fresh
     table = WordTable.from_tokens((parsed[c] for c in sample), exclude=SPATIAL_NOUNS)
     return table, parsed
 

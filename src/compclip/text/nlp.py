@@ -56,22 +56,60 @@ def join(toks: list[Token]) -> str:
     return "".join(t.text + t.ws for t in toks).strip()
 
 
-def word_tags(texts: list[str], name: str = DEFAULT_SPACY) -> list[tuple[list[str], list[str]]]:
-    """Each text's words and fine tags, tagged once per distinct text and kept on disk by content (a SQLite
-    file per pipeline and version under $COMPCLIP_CACHE, as text.tokens): every model evaluated on a
-    benchmark that perturbs its captions (COCO-Order) reads the same tags."""
+def _content_cache(kind: str, name: str):
+    """A SQLite file per pipeline and version under $COMPCLIP_CACHE (compclip.cache), keyed by text."""
     import hashlib
+
+    import spacy
 
     from compclip.cache import JsonCache, cache_root
 
     nlp = load_spacy(name)
-    ident = f"{name}|{nlp.meta.get('version')}|{__import__('spacy').__version__}"
-    cache = JsonCache(cache_root() / f"spacy-tags-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.sqlite")
+    ident = f"{name}|{nlp.meta.get('version')}|{spacy.__version__}"
+    return JsonCache(cache_root() / f"{kind}-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.sqlite")
+
+
+def _text_key(text: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def word_tags(texts: list[str], name: str = DEFAULT_SPACY) -> list[tuple[list[str], list[str]]]:
+    """Each text's words and fine tags, tagged once per distinct text and kept on disk by content (a SQLite
+    file per pipeline and version under $COMPCLIP_CACHE, as text.tokens): every model evaluated on a
+    benchmark that perturbs its captions (COCO-Order) reads the same tags."""
+    nlp = load_spacy(name)
+    cache = _content_cache("spacy-tags", name)
     distinct = list(dict.fromkeys(texts))
-    keys = {t: hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in distinct}
+    keys = {t: _text_key(t) for t in distinct}
     found = cache.get_many(list(keys.values()))
     todo = [t for t in distinct if keys[t] not in found]
     fresh = {keys[t]: [[w.text for w in doc], [w.tag_ for w in doc]] for t, doc in zip(todo, nlp.pipe(todo, batch_size=256))}
     cache.put_many(fresh)
     found |= fresh
     return [tuple(found[keys[t]]) for t in texts]
+
+
+# The negatives, positives and concepts stages all read the training captions' tokens: kept on disk by content,
+# a caption is parsed once between them (a tagger's output for a text does not depend on its batch).
+def cached_tokens(texts: list[str], name: str = DEFAULT_SPACY) -> dict[str, list[Token]]:
+    """tokens() of those texts already on disk."""
+    distinct = list(dict.fromkeys(texts))
+    keys = {_text_key(t): t for t in distinct}
+    return {keys[k]: [Token(*w) for w in v] for k, v in _content_cache("spacy-tokens", name).get_many(list(keys)).items()}
+
+
+def store_tokens(parsed: dict[str, list[Token]], name: str = DEFAULT_SPACY) -> None:
+    _content_cache("spacy-tokens", name).put_many({_text_key(t): [list(w) for w in toks] for t, toks in parsed.items()})
+
+
+def caption_tokens(texts: list[str], name: str = DEFAULT_SPACY, batch_size: int = 256) -> list[list[Token]]:
+    """tokens() of each text: from disk, or parsed (each distinct text once) and stored."""
+    found = cached_tokens(texts, name)
+    todo = [t for t in dict.fromkeys(texts) if t not in found]
+    fresh = dict(zip(todo, (tokens(d) for d in load_spacy(name).pipe(todo, batch_size=batch_size))))
+    if fresh:
+        store_tokens(fresh, name)
+    found |= fresh
+    return [found[t] for t in texts]
