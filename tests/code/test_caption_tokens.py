@@ -34,3 +34,14 @@ def test_stored_tokens_are_read_back_and_other_texts_parsed(tmp_path, monkeypatc
     out = caption_tokens(TEXTS[:2])
     assert out[0] == first[0] and out[1] == tokens(load_spacy()(TEXTS[1]))
     assert set(cached_tokens(TEXTS)) == set(TEXTS)
+
+
+def test_a_change_to_this_module_s_code_is_a_new_cache(tmp_path, monkeypatch):
+    """What is kept is tokens()' output: edited code (another reading of a tag) must not read old tokens."""
+    monkeypatch.setenv("COMPCLIP_CACHE", str(tmp_path / "cache"))
+    caption_tokens(TEXTS)
+    assert set(cached_tokens(TEXTS)) == set(TEXTS)
+    edited = tmp_path / "nlp.py"
+    edited.write_bytes(open(nlp_module.__file__, "rb").read() + b"\n# an edit\n")
+    monkeypatch.setattr(nlp_module, "__file__", str(edited))
+    assert cached_tokens(TEXTS) == {}

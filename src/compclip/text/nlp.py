@@ -4,6 +4,7 @@ needed by any rule and cost half the time."""
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
 from compclip.errors import UserError
@@ -56,8 +57,9 @@ def join(toks: list[Token]) -> str:
     return "".join(t.text + t.ws for t in toks).strip()
 
 
-def _content_cache(kind: str, name: str):
-    """A SQLite file per pipeline and version under $COMPCLIP_CACHE (compclip.cache), keyed by text."""
+def _content_cache(kind: str, name: str, with_code: bool = False):
+    """A SQLite file per pipeline and version under $COMPCLIP_CACHE (compclip.cache), keyed by text; with_code:
+    per version of this module too (what it keeps is tokens() output, which this module's code shapes)."""
     import hashlib
 
     import spacy
@@ -66,6 +68,8 @@ def _content_cache(kind: str, name: str):
 
     nlp = load_spacy(name)
     ident = f"{name}|{nlp.meta.get('version')}|{spacy.__version__}"
+    if with_code:
+        ident += "|" + hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
     return JsonCache(cache_root() / f"{kind}-{hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()}.sqlite")
 
 
@@ -97,11 +101,12 @@ def cached_tokens(texts: list[str], name: str = DEFAULT_SPACY) -> dict[str, list
     """tokens() of those texts already on disk."""
     distinct = list(dict.fromkeys(texts))
     keys = {_text_key(t): t for t in distinct}
-    return {keys[k]: [Token(*w) for w in v] for k, v in _content_cache("spacy-tokens", name).get_many(list(keys)).items()}
+    found = _content_cache("spacy-tokens", name, with_code=True).get_many(list(keys))
+    return {keys[k]: [Token(*w) for w in v] for k, v in found.items()}
 
 
 def store_tokens(parsed: dict[str, list[Token]], name: str = DEFAULT_SPACY) -> None:
-    _content_cache("spacy-tokens", name).put_many({_text_key(t): [list(w) for w in toks] for t, toks in parsed.items()})
+    _content_cache("spacy-tokens", name, with_code=True).put_many({_text_key(t): [list(w) for w in toks] for t, toks in parsed.items()})
 
 
 def caption_tokens(texts: list[str], name: str = DEFAULT_SPACY, batch_size: int = 256) -> list[list[Token]]:
