@@ -35,6 +35,9 @@ SMOKE = [("a red square to the left of a blue circle", "a blue circle to the rig
 def scored_pairs(out_dir: Path) -> list[tuple[str, str]]:
     import pandas as pd
 
+    for name in ("positives.parquet", "positives_rejected.jsonl"):
+        if not (out_dir / name).is_file():
+            raise SystemExit(f"{out_dir / name}: missing; run the positives stage first (dvc repro positives)")
     kept = pd.read_parquet(out_dir / "positives.parquet", columns=["caption", "positive"]).drop_duplicates()
     pairs = list(zip(kept["caption"], kept["positive"]))
     for line in (out_dir / "positives_rejected.jsonl").read_text().splitlines():
