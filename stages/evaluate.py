@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import compclip.evaluation.encode  # noqa: F401  the stage loads a model: open_clip is imported before run()
+                                   # freezes the imports (after it, the collection at the end walks it all)
 from compclip.config import params
 from compclip.evaluation.report import headline_table, sugarcrepe_table
 from compclip.evaluation.run import run_evaluation

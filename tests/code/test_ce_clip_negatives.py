@@ -157,11 +157,16 @@ def test_word_table_keeps_each_word_under_its_usual_tag():
     assert table.tag == {"cross": "NN", "red": "JJ"}
 
 
-def test_coordinated_nouns_are_not_swapped_and_articles_agree(nlp):
+def test_list_items_are_swapped_only_when_it_changes_the_meaning_and_articles_agree(nlp):
     toks = tokens(nlp("a man and a woman sitting on a bench"))
     assert swap_nouns(toks) == "a bench and a woman sitting on a man"  # not the meaning-preserving man<->woman
     # the items of one list are never exchanged with each other (broccoli <-> rice keeps the meaning)
     assert swap_nouns(tokens(nlp("A plate with broccoli, rice and chicken."))) == \
         "Broccoli with a plate, rice and chicken."
+    # unless their modifiers differ: exchanging the heads alone moves the attributes, and the caption is false
+    assert swap_nouns(tokens(nlp("a red car and a blue truck"))) == "a red truck and a blue car"
+    assert swap_nouns(tokens(nlp("a small solid cyan circle and a solid white triangle"))) == \
+        "a small solid cyan triangle and a solid white circle"
+    assert swap_nouns(tokens(nlp("a red car and a red truck"))) is None  # the same modifiers: the same meaning
     out = negs(nlp, "a truck", FixedFiller({"NOUN": "apple"}))
     assert out["object"].negative == "an apple"

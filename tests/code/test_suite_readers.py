@@ -33,17 +33,20 @@ def test_aro_relation_reads_the_release_and_skips_with_reasons(tmp_path, images)
     item = {"image_path": "VG_100K/1.jpg", "bbox_x": 2, "bbox_y": 3, "bbox_w": 20, "bbox_h": 10,
             "relation_name": "on", "true_caption": "the cup is on the table", "false_caption": "the table is on the cup"}
     data = [item, {**item, "false_caption": None}, {**item, "image_path": "VG_100K/9.jpg"},
-            {**item, "bbox_x": 100}, {**item, "bbox_w": 0}, {**item, "image_path": "../x.jpg"}, "junk"]
+            {**item, "bbox_x": 100}, {**item, "bbox_w": 0}, {**item, "image_path": "../x.jpg"}, "junk",
+            # an image named again: checked once per benchmark, each item still kept or skipped on its own
+            {**item, "image_path": "VG_100K/9.jpg"}, {**item, "image_path": "../x.jpg"}, item]
     path = tmp_path / "visual_genome_relation.json"
     path.write_text(json.dumps(data))
     loaded = aro.read_vg_relation(path, images)
-    assert len(loaded.items) == 1
+    assert [it.key for it in loaded.items] == ["0", "9"] and loaded.items[0].image == loaded.items[1].image
     it = loaded.items[0]
     assert it.texts == ("the cup is on the table", "the table is on the cup") and it.group == "on"
     assert it.image.box == (2.0, 3.0, 20.0, 10.0) and it.image.path.endswith("VG_100K/1.jpg")
     reasons = {(s.record, s.reason) for s in loaded.skipped}
     assert reasons == {("1", "missing_key"), ("2", "missing_image"), ("3", "box_outside_image"), ("4", "empty_box"),
-                       ("5", "bad_image_path"), ("6", "not_an_object")}
+                       ("5", "bad_image_path"), ("6", "not_an_object"), ("7", "missing_image"),
+                       ("8", "bad_image_path")}
     assert all(s.file == "visual_genome_relation" for s in loaded.skipped)
 
 

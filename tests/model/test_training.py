@@ -120,3 +120,20 @@ def test_the_image_cache_changes_nothing_but_how_often_images_are_decoded(world,
     reference = weights(Path(p_ref.train.out_dir) / "clip" / "model.pt")
     for p in (cold, warm):
         assert same(weights(Path(p.train.out_dir) / "clip" / "model.pt"), reference)
+
+
+def test_amp_bf16_is_bf16_autocast_on_cpu_and_fp16_amp_is_refused_there(world, uninterrupted, tmp_path):
+    """train.precision amp_bf16 on CPU trains under bf16 autocast (it used to run as fp32 unnoticed): fp32
+    weights, finite, not those of the fp32 run; `amp` (fp16 with a GradScaler) is CUDA's: a clear error."""
+    from compclip.errors import UserError
+
+    base, _ = world
+    p_ref, ref = uninterrupted
+    p = run_params(base, tmp_path / "bf16", precision="amp_bf16")
+    summary = train(p, "clip")
+    assert summary["steps"] == ref["steps"]
+    got, fp32 = (weights(Path(q.train.out_dir) / "clip" / "model.pt") for q in (p, p_ref))
+    assert all(got[k].dtype == fp32[k].dtype and torch.isfinite(got[k]).all() for k in fp32 if got[k].is_floating_point())
+    assert not same(got, fp32)
+    with pytest.raises(UserError, match=r"train.precision: amp \(fp16"):
+        train(run_params(base, tmp_path / "fp16", precision="amp"), "clip")

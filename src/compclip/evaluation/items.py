@@ -56,6 +56,8 @@ class Loaded:
     notes: dict[str, int] = field(default_factory=dict)  # reader-specific counts for the output
     classnames: list[str] = field(default_factory=list)  # zero-shot classification only
     templates: list[str] = field(default_factory=list)
+    # (images folder, relative path, absolute_ok) -> (path or None, skip reason, detail): readers.common.check_image
+    image_paths: dict[tuple, tuple] = field(default_factory=dict, repr=False)
 
     def skip(self, file: str, record, reason: str, detail: str = "") -> None:
         self.skipped.append(Skip(file, str(record), reason, detail))

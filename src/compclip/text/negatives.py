@@ -162,6 +162,19 @@ def _coordinated(toks: list[Token], i: int, j: int) -> bool:
         t.text.lower() in ("and", "or", ",", "&") or t.tag in _NP_TAGS for t in between)
 
 
+def _modifiers(toks: list[Token], head: int) -> tuple[str, ...]:
+    """The words of a noun phrase before its head, articles aside ("a small red cube" -> ("small", "red"))."""
+    start, _ = noun_phrase(toks, head)
+    return tuple(t.text.lower() for t in toks[start:head] if t.tag != "DT")
+
+
+def _list_swap_keeps_meaning(toks: list[Token], i: int, j: int) -> bool:
+    """Two items of one list: exchanging them keeps the meaning ("a man and a woman", "broccoli, rice and
+    chicken"), unless only the heads move and the phrases' modifiers differ: "a red car and a blue truck" ->
+    "a red truck and a blue car" is false, the swap SugarCrepe's swap_obj makes."""
+    return _coordinated(toks, i, j) and (toks[i].tag != toks[j].tag or _modifiers(toks, i) == _modifiers(toks, j))
+
+
 def _of_joined(toks: list[Token], i: int, j: int) -> bool:
     """"a slice of pizza": the two belong to one phrase; exchanging them makes no relation false."""
     between = toks[i + 1:j]
@@ -188,12 +201,13 @@ def swap_nouns(toks: list[Token], rng: Draw | None = None) -> str | None:
     """Exchange the heads of the first two noun phrases that can be exchanged ("a dog chasing a cat" -> "a cat
     chasing a dog"). Heads with the same fine tag are exchanged alone (their modifiers stay: CE-CLIP's noun
     swap); a singular and a plural head are exchanged with their whole phrases, so that determiners and
-    numbers still agree. Not exchanged: nouns joined by "and" (the swap would be a hard positive), the parts
-    of "a slice of pizza", compound modifiers ("fire" of "fire truck"), two nouns with one lemma."""
+    numbers still agree. Not exchanged: the items of a list when the swap keeps the meaning ("a man and a
+    woman": it would be a hard positive; "a red car and a blue truck" is exchanged), the parts of "a slice of
+    pizza", compound modifiers ("fire" of "fire truck"), two nouns with one lemma."""
     heads = sentence(toks).head_nouns
     for a, i in enumerate(heads):
         for j in heads[a + 1:]:
-            if toks[i].lemma == toks[j].lemma or _coordinated(toks, i, j) or _of_joined(toks, i, j):
+            if toks[i].lemma == toks[j].lemma or _list_swap_keeps_meaning(toks, i, j) or _of_joined(toks, i, j):
                 continue
             if toks[i].tag == toks[j].tag:
                 out = list(toks)

@@ -63,9 +63,17 @@ def total_steps(cfg: TrainConfig, pairs: int) -> tuple[int, int]:
 
 
 def _autocast(precision: str, device: torch.device):
-    if device.type != "cuda" or precision == "fp32":
+    if precision == "fp32":
         return nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "amp_bf16" else torch.float16)
+    # amp_bf16 on CPU too (bf16 kernels where the CPU has them); fp16 `amp` is CUDA's, refused elsewhere (check_precision)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "amp_bf16" else torch.float16)
+
+
+def check_precision(precision: str, device: torch.device, key: str = "train.precision") -> None:
+    """fp16 autocast with a GradScaler is CUDA's mixed precision; elsewhere it would run as fp32 unnoticed."""
+    if precision == "amp" and device.type != "cuda":
+        raise UserError(f"{key}: amp (fp16 with a GradScaler) needs CUDA, and this run is on {device.type}; "
+                        "use amp_bf16 (bf16 autocast, on CPU too) or fp32")
 
 
 def check_batchnorm(model: torch.nn.Module, accum_steps: int, world_size: int, device: torch.device) -> torch.nn.Module:
@@ -221,6 +229,7 @@ def train(p: Params, method: str, cfg: TrainConfig | None = None, stop_after_ste
     ckpt_dir = out_dir / "checkpoints"
     recipe = recipe or p.recipe(method)
     d, device = distributed.init(resolve_device(cfg.device))
+    check_precision(cfg.precision, device, "pretrain.precision" if cfg is p.pretrain else "train.precision")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(p.seed)

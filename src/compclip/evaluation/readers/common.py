@@ -53,6 +53,21 @@ def _size(path: str) -> tuple[int, int] | None:
         return None
 
 
+def _image_path(loaded: Loaded, images: Path, relative: str, absolute_ok: bool) -> tuple[str | None, str, str]:
+    """(path, "", "") of an item's image file, or (None, reason, detail). Once per distinct path of a
+    benchmark: its items name the same images many times, and resolving each path was most of reading one."""
+    key = (str(images), relative, absolute_ok)
+    if key not in loaded.image_paths:
+        path = relative if absolute_ok and Path(relative).is_absolute() else join_under(Path(images), relative)
+        if path is None:
+            loaded.image_paths[key] = (None, "bad_image_path", f"{relative!r} leaves {images}")
+        elif not Path(path).is_file():
+            loaded.image_paths[key] = (None, "missing_image", f"{path} not found")
+        else:
+            loaded.image_paths[key] = (path, "", "")
+    return loaded.image_paths[key]
+
+
 def check_image(loaded: Loaded, file: str, record, images: Path, relative: str,
                 box: tuple[float, float, float, float] | None = None, absolute_ok: bool = False) -> ImageRef | None:
     """The item's image, or None after recording why it cannot be used (path leaving the images folder,
@@ -61,12 +76,9 @@ def check_image(loaded: Loaded, file: str, record, images: Path, relative: str,
     if not isinstance(relative, str) or not relative:
         loaded.skip(file, record, "missing_key", "no image path")
         return None
-    path = relative if absolute_ok and Path(relative).is_absolute() else join_under(Path(images), relative)
+    path, reason, detail = _image_path(loaded, images, relative, absolute_ok)
     if path is None:
-        loaded.skip(file, record, "bad_image_path", f"{relative!r} leaves {images}")
-        return None
-    if not Path(path).is_file():
-        loaded.skip(file, record, "missing_image", f"{path} not found")
+        loaded.skip(file, record, reason, detail)
         return None
     if box is not None:
         x, y, w, h = box
