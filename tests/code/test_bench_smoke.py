@@ -13,7 +13,7 @@ from tests.conftest import REPO
 SCRIPTS = ["train_throughput.py", "method_step_time.py", "negatives_throughput.py", "negatives_dask.py",
            "negatives_speed.py", "negatives_quality.py", "gpu_check.py",
            "sweep.py", "flow_run.py", "eval_scoring.py", "step_speedups.py", "combination_negatives.py", "demo_time.py",
-           "stage_startup.py", "positives_precision.py"]
+           "stage_startup.py", "positives_precision.py", "seed_check.py"]
 COVERED_ELSEWHERE = {"sweep.py": "test_dvc_repro runs it", "flow_run.py": "test_flows runs the same path"}
 
 
