@@ -10,7 +10,8 @@ After `make demo` (or any `dvc repro`), record what it produced without training
 The output file holds the full params.yaml the numbers came from (after the --set overrides), the git
 commit, versions and device, and every method's metrics (all items, seen and held-out, each with n; the
 suite's benchmarks) under `results.methods`, the blind text-only baseline's under `results.blind`, and, where
-those stages ran, the study's summary (`results.tune`) and the registry's decision (`results.registry`).
+those stages ran, the study's summary (`results.tune`), the registry's decision (`results.registry`) and the
+negatives stage's summary (`results.negatives`: coverage per rule, the negatives dropped for unseen combinations).
 """
 
 from __future__ import annotations
@@ -66,9 +67,11 @@ def main() -> None:
     blind_file = Path(params["evaluate"]["out_dir"]) / "blind" / "metrics.json"
     blind = json.loads(blind_file.read_text()) if blind_file.exists() else None
     devices = sorted({r["train"]["device"] or "unknown" for r in results.values()})
-    # the study and the registry's decision of the same run, where its stages ran (each with its own provenance)
+    # the study and the registry's decision of the same run, where its stages ran (each with its own provenance),
+    # and the negatives stage's summary (coverage per rule, the negatives dropped for unseen combinations)
     extra = {}
-    for key, (section, name) in {"tune": ("tune", "summary.json"), "registry": ("register", "decision.json")}.items():
+    for key, (section, name) in {"tune": ("tune", "summary.json"), "registry": ("register", "decision.json"),
+                                 "negatives": ("negatives", "summary.json")}.items():
         f = Path(params[section]["out_dir"]) / name if params.get(section) else None
         if f is not None and f.is_file():
             extra[key] = json.loads(f.read_text())
